@@ -85,3 +85,129 @@ pub fn rar_model_dirs(parity: &Path) -> std::io::Result<Vec<PathBuf>> {
     dirs.sort();
     Ok(dirs)
 }
+
+#[cfg(feature = "fixtures")]
+pub use reader::{Array, Fixture, read_json};
+
+/// Readers for fixture files (feature `fixtures`): test helpers that panic with the file and
+/// tensor name when a fixture is malformed — a broken fixture is a failed test, not a skip.
+#[cfg(feature = "fixtures")]
+mod reader {
+    use safetensors::{Dtype, SafeTensors};
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+
+    /// Reads and parses a JSON file (panics naming the file on failure).
+    pub fn read_json(path: &Path) -> serde_json::Value {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// One array of a fixture: its shape and values widened to `f64` or `i64`.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct Array<T> {
+        /// The array's shape.
+        pub shape: Vec<usize>,
+        /// Its values in C order.
+        pub data: Vec<T>,
+    }
+
+    /// A safetensors fixture file held in memory.
+    pub struct Fixture {
+        path: PathBuf,
+        tensors: HashMap<String, (Vec<usize>, Dtype, Vec<u8>)>,
+    }
+
+    impl Fixture {
+        /// Loads `path` (panics naming the file if it is missing or not safetensors).
+        pub fn open(path: impl AsRef<Path>) -> Self {
+            let path = path.as_ref().to_path_buf();
+            let bytes = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()));
+            let st = SafeTensors::deserialize(&bytes)
+                .unwrap_or_else(|e| panic!("{} is not safetensors: {e}", path.display()));
+            let tensors = st
+                .tensors()
+                .into_iter()
+                .map(|(name, view)| {
+                    (
+                        name,
+                        (view.shape().to_vec(), view.dtype(), view.data().to_vec()),
+                    )
+                })
+                .collect();
+            Self { path, tensors }
+        }
+
+        fn raw(&self, name: &str) -> &(Vec<usize>, Dtype, Vec<u8>) {
+            self.tensors
+                .get(name)
+                .unwrap_or_else(|| panic!("{} has no tensor '{name}'", self.path.display()))
+        }
+
+        /// Whether the file has tensor `name`.
+        pub fn has(&self, name: &str) -> bool {
+            self.tensors.contains_key(name)
+        }
+
+        /// An F32 (or F64) tensor as `f32` values.
+        pub fn f32(&self, name: &str) -> Array<f32> {
+            let (shape, dtype, bytes) = self.raw(name);
+            let data = match dtype {
+                Dtype::F32 => bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+                Dtype::F64 => bytes
+                    .chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+                    .collect(),
+                other => panic!("{}: '{name}' is {other:?}, not float", self.path.display()),
+            };
+            Array {
+                shape: shape.clone(),
+                data,
+            }
+        }
+
+        /// An integer (I64/I32) or BOOL tensor as `i64` values.
+        pub fn i64(&self, name: &str) -> Array<i64> {
+            let (shape, dtype, bytes) = self.raw(name);
+            let data = match dtype {
+                Dtype::I64 => bytes
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+                Dtype::I32 => bytes
+                    .chunks_exact(4)
+                    .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64)
+                    .collect(),
+                Dtype::BOOL => bytes.iter().map(|&b| b as i64).collect(),
+                other => panic!(
+                    "{}: '{name}' is {other:?}, not integer",
+                    self.path.display()
+                ),
+            };
+            Array {
+                shape: shape.clone(),
+                data,
+            }
+        }
+    }
+}
+
+/// Relative error `‖a − b‖ / ‖b‖` (the project's numeric-parity metric); `‖a‖` when `b` is 0.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "rel_err of arrays of different lengths");
+    let (mut diff, mut norm) = (0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        diff += (x as f64 - y as f64).powi(2);
+        norm += (y as f64).powi(2);
+    }
+    if norm == 0.0 {
+        diff.sqrt()
+    } else {
+        (diff / norm).sqrt()
+    }
+}

@@ -4,18 +4,11 @@
 //!
 //! Configs and sizes come from the fixture files (see `rar_core::parity`).
 
-use rar_core::parity::{parity_dir_for_tests, rar_model_dirs};
+use rar_core::parity::{Fixture, parity_dir_for_tests, rar_model_dirs, read_json};
 use rar_core::target::BatchRows;
 use rar_core::{GuidanceSchedule, RandomnessSchedule, SequenceLayout, TokenSpace, WarmupCosineLr};
-use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::path::Path;
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 fn pairs(v: &Value) -> Vec<(u64, f64)> {
     v.as_array()
@@ -23,38 +16,6 @@ fn pairs(v: &Value) -> Vec<(u64, f64)> {
         .iter()
         .map(|p| (p[0].as_u64().unwrap(), p[1].as_f64().unwrap()))
         .collect()
-}
-
-fn f32s(st: &SafeTensors, name: &str) -> Vec<f32> {
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|e| panic!("tensor {name}: {e}"));
-    assert_eq!(t.dtype(), Dtype::F32, "{name}");
-    t.data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect()
-}
-
-fn i64s(st: &SafeTensors, name: &str) -> (Vec<i64>, Vec<usize>) {
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|e| panic!("tensor {name}: {e}"));
-    assert_eq!(t.dtype(), Dtype::I64, "{name}");
-    let data = t
-        .data()
-        .chunks_exact(8)
-        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    (data, t.shape().to_vec())
-}
-
-fn bools(st: &SafeTensors, name: &str) -> Vec<bool> {
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|e| panic!("tensor {name}: {e}"));
-    assert_eq!(t.dtype(), Dtype::BOOL, "{name}");
-    t.data().iter().map(|&b| b != 0).collect()
 }
 
 #[test]
@@ -149,9 +110,9 @@ fn guidance_schedule_matches_cfg_scale_per_step() {
         let seq_len = config["model"]["generator"]["image_seq_len"]
             .as_u64()
             .unwrap() as usize;
-        let bytes = std::fs::read(model.join("sampling.safetensors")).unwrap();
-        let st = SafeTensors::deserialize(&bytes).unwrap();
-        let want = f32s(&st, "cfg_scale");
+        let want = Fixture::open(model.join("sampling.safetensors"))
+            .f32("cfg_scale")
+            .data;
         assert_eq!(want.len(), seq_len, "{file}: one scale per step");
         let got = schedule.scales(seq_len);
         for (s, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -179,14 +140,15 @@ fn labels_and_condition_ids_match_the_training_fixture() {
                 .as_u64()
                 .unwrap() as usize,
         );
-        let bytes = std::fs::read(model.join("train_forward.safetensors")).unwrap();
-        let st = SafeTensors::deserialize(&bytes).unwrap();
-        let (orders, shape) = i64s(&st, "orders");
-        let (tokens, _) = i64s(&st, "input_ids");
-        let (labels, _) = i64s(&st, "labels");
-        let (classes, _) = i64s(&st, "cond_labels");
-        let (cond_ids, _) = i64s(&st, "cond_ids");
-        let dropped = bools(&st, "cond_dropped");
+        let fixture = Fixture::open(model.join("train_forward.safetensors"));
+        let orders = fixture.i64("orders");
+        let shape = orders.shape;
+        let orders = orders.data;
+        let tokens = fixture.i64("input_ids").data;
+        let labels = fixture.i64("labels").data;
+        let classes = fixture.i64("cond_labels").data;
+        let cond_ids = fixture.i64("cond_ids").data;
+        let dropped = fixture.i64("cond_dropped").data;
         let [b, n] = [shape[0], shape[1]];
         let layouts: Vec<SequenceLayout> = orders
             .chunks(n)
@@ -204,7 +166,7 @@ fn labels_and_condition_ids_match_the_training_fixture() {
                 .map(|&i| toks[i as usize])
                 .collect();
             assert_eq!(gathered, labels[row * n..(row + 1) * n]);
-            let class = (!dropped[row]).then_some(classes[row] as usize);
+            let class = (dropped[row] == 0).then_some(classes[row] as usize);
             assert_eq!(space.condition_id(class).unwrap() as i64, cond_ids[row]);
         }
     }

@@ -1,4 +1,92 @@
-//! The RAR transformer on burn (spec §3): configs and presets, the training-mode forward with
-//! per-sample token orders and target-aware positional embeddings, KV-cached incremental
-//! decoding, and loading of the official PyTorch checkpoints.
+//! # rar-model — the RAR transformer on burn
+//!
+//! The generator of *Randomized Autoregressive Visual Generation* (Yu et al., arXiv
+//! 2411.00776), written once against burn's run-time [`Device`](burn::tensor::Device) so the
+//! same code runs on CUDA, wgpu and the CPU backends, and able to load the released
+//! checkpoints (`rar_b.bin` … `rar_xxl.bin`) unchanged. The contract is the reference
+//! specification `shared/spec/RAR-REFERENCE.md` (§0, §3, §5.1, §12); section numbers below
+//! refer to it.
+//!
+//! * [`RarConfig`] / [`RarPreset`] — sizes, the four released presets with their recommended
+//!   sampling settings, exact parameter counts without allocation ([`config`]);
+//! * [`Rar`] — the model: training-mode forward with per-sample orders ([`Rar::forward`]),
+//!   loss and accuracy ([`loss`]), class-label dropout ([`condition`]);
+//! * [`KvCache`], [`DecodePlan`], [`Rar::prefill`], [`Rar::step`] — KV-cached incremental
+//!   decoding in any order ([`cache`]), plus the cache-free [`Rar::forward_prefix`];
+//! * [`checkpoint`] — `.bin` / `.safetensors` / `.bpk` loading with validation, preset
+//!   inference, and saving.
+//!
+//! ## Token space (§3.2)
+//!
+//! One embedding table serves image codes *and* class conditions. With `V` codes and `K`
+//! classes (ImageNet: `V = 1024`, `K = 1000`, 2026 rows):
+//!
+//! ```text
+//! id:    0 ……… V−1 │ V       │ V+1 ……… V+K │ V+K+1
+//!        image codes │ mask id │ class 0…K−1 │ "none"
+//!        (predicted) │ (unused)│  = V+1+c    │ (dropped label / unconditional CFG half)
+//! ```
+//!
+//! The forward pass embeds condition ids as given, so callers map classes first
+//! ([`condition::drop_class_labels`], [`condition::guidance_condition_ids`],
+//! [`rar_core::TokenSpace`]). The head `lm_head` predicts only the `V` image codes.
+//!
+//! ## Sequence layout and the target-aware embedding (§0 items 1–2, §3.5)
+//!
+//! The transformer sees two prefix slots before the `N` image tokens, which are fed in the
+//! sample's generation order `τ` (a random permutation in training with probability `r`,
+//! raster otherwise):
+//!
+//! ```text
+//! slot j:            0        1          2           3       …      N+1
+//! token:            cls     class     x[τ₀]       x[τ₁]      …   x[τ_{N−1}]
+//! + pos_embed row:   0        1       2+τ₀        2+τ₁       …   2+τ_{N−1}    (travels with the token)
+//! + target-aware:    0     T[2+τ₀]   T[2+τ₁]     T[2+τ₂]     …      0         (the NEXT token's position)
+//! adaLN condition:  E[class] + timesteps_embeddings[j]                        (slot index, never permuted)
+//! output predicts:   —      x[τ₀]     x[τ₁]       x[τ₂]      …      —
+//! ```
+//!
+//! The ordinary positional embedding says *where the token in this slot is*; the target-aware
+//! embedding says *where the token to predict next is* — without it a model trained on random
+//! orders could not know which position it is asked for. It is shifted by one (the class slot
+//! already carries `τ₀`'s) and zero at `cls` and at the last slot, so rows 0 and 1 of
+//! `target_aware_pos_embed` are never read. The `cls` output is dropped; the remaining `N + 1`
+//! outputs give the logits, of which the first `N` are trained. For the raster order every
+//! slot `1 ≤ j ≤ N` simply adds `P[j] + T[j+1]`.
+//!
+//! ## Blocks (§3.6, §3.7)
+//!
+//! Pre-norm blocks with affine LayerNorms (eps 1e-6), attention with QK-LayerNorm over the
+//! head dimension, exact-GELU MLP, and per-position adaLN modulation (6 chunks in the order
+//! shift/scale/gate for attention then MLP). The final adaLN layer uses an affine-free
+//! LayerNorm and splits its modulation as **scale, then shift**. See [`block`] and
+//! [`final_layer`].
+//!
+//! ## Backends
+//!
+//! Features `flex` (default), `ndarray`, `wgpu` and `cuda` forward to burn. Always pass an
+//! explicit device (`Device::flex()`, …): `Device::default()` changes with feature
+//! unification. Training-mode dropout is active on an autodiff device (`device.autodiff()`)
+//! unless the model is in validation mode (`model.valid()`).
 #![warn(missing_docs)]
+
+pub mod attention;
+pub mod block;
+pub mod cache;
+pub mod checkpoint;
+pub mod condition;
+pub mod config;
+pub mod error;
+pub mod final_layer;
+pub mod init;
+pub mod loss;
+pub mod mlp;
+pub mod model;
+pub mod orders;
+
+pub use cache::{DecodeOrder, DecodePlan, KvCache};
+pub use checkpoint::{CheckpointFormat, LoadedCheckpoint};
+pub use config::{RarConfig, RarPreset, SamplingSettings};
+pub use error::{RarModelError, Result};
+pub use model::{Rar, RarInput, RarOutput, RarTrace};
+pub use orders::BatchOrders;

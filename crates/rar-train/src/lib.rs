@@ -2,3 +2,5 @@
 //! class-label dropout, AdamW with the reference's parameter groups, global-norm clipping,
 //! step-level checkpoints and exact resume.
 #![warn(missing_docs)]
+
+pub mod toy;

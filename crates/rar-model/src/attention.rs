@@ -1,0 +1,217 @@
+//! Multi-head self-attention with QK-LayerNorm (spec §3.6).
+//!
+//! `qkv` projects to `[Q | K | V]` (each `C` wide, head `h` owning features `h·d … h·d+d−1`);
+//! Q and K are normalised per head by a LayerNorm over the head dimension whose affine
+//! parameters are shared by all heads (the "QK-norm" of the paper, eps 1e-6); scaled
+//! dot-product attention with scale `1/√d` and a causal mask; heads are concatenated and
+//! projected by `proj`.
+//!
+//! Two execution paths compute the same function:
+//!
+//! * the fused [`burn::tensor::module::attention`] kernel (used for inference and whenever
+//!   attention dropout is inactive); its causal mode is bottom-right aligned, so a few new
+//!   queries against a longer KV cache are masked correctly;
+//! * an explicit `softmax(QKᵀ/√d + mask)·V` path, needed in training because dropout on the
+//!   attention *probabilities* (`attn_drop`) has no fused equivalent. It is also used for a
+//!   single query (a KV-cached decode step): the matmuls read the strided view of the cache
+//!   directly, while the fused CPU kernel first copies keys and values to contiguous memory —
+//!   a copy that grows with the position (measured with `examples/decode_speed.rs`: the late
+//!   steps got ~25 % faster on flex).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
+use burn::tensor::activation::softmax;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Device, Tensor};
+
+use crate::init;
+
+/// Configuration of [`Attention`].
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Model width `C`.
+    pub hidden_size: usize,
+    /// Number of heads `H` (must divide `C`).
+    pub num_heads: usize,
+    /// Dropout on the attention probabilities (training only).
+    #[config(default = 0.0)]
+    pub attn_drop: f64,
+    /// Dropout after the output projection (training only).
+    #[config(default = 0.0)]
+    pub proj_drop: f64,
+    /// Epsilon of the QK LayerNorms.
+    #[config(default = 1e-6)]
+    pub norm_eps: f64,
+}
+
+impl AttentionConfig {
+    /// Builds the layer with the reference initialisation (truncated normal 0.02 weights, zero
+    /// biases, QK-norm scale 1 and bias 0).
+    pub fn init(&self, device: &Device) -> Attention {
+        let c = self.hidden_size;
+        let d = c / self.num_heads;
+        Attention {
+            qkv: init::linear_trunc_normal(c, 3 * c, device),
+            q_norm: init::layer_norm(d, self.norm_eps, device),
+            k_norm: init::layer_norm(d, self.norm_eps, device),
+            proj: init::linear_trunc_normal(c, c, device),
+            attn_drop: DropoutConfig::new(self.attn_drop).init(),
+            proj_drop: DropoutConfig::new(self.proj_drop).init(),
+            num_heads: self.num_heads,
+        }
+    }
+}
+
+/// Causal multi-head self-attention with QK-LayerNorm (checkpoint prefix `blocks.{i}.attn`).
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Joint Q/K/V projection `C → 3C` (with bias).
+    pub qkv: Linear,
+    /// LayerNorm over the head dimension applied to every query head.
+    pub q_norm: LayerNorm,
+    /// LayerNorm over the head dimension applied to every key head.
+    pub k_norm: LayerNorm,
+    /// Output projection `C → C`.
+    pub proj: Linear,
+    /// Dropout on the attention probabilities.
+    pub attn_drop: Dropout,
+    /// Dropout after the output projection.
+    pub proj_drop: Dropout,
+    /// Number of heads `H`.
+    pub num_heads: usize,
+}
+
+/// Whether a dropout layer will actually drop on this input (burn's rule: training flag set,
+/// autodiff device, non-zero probability).
+pub(crate) fn dropout_active(dropout: &Dropout, device: &Device) -> bool {
+    dropout.prob > 0.0 && dropout.training.is_enabled() && device.is_autodiff()
+}
+
+/// Queries, keys and values of a chunk of positions, each `[B, H, L, d]`, Q and K normalised.
+pub(crate) struct Qkv {
+    pub q: Tensor<4>,
+    pub k: Tensor<4>,
+    pub v: Tensor<4>,
+}
+
+impl Attention {
+    /// Projects `x` `[B, L, C]` to per-head Q, K, V (`[B, H, L, d]`) with QK-norm applied.
+    pub(crate) fn project(&self, x: Tensor<3>) -> Qkv {
+        let [b, l, c] = x.dims();
+        let h = self.num_heads;
+        let d = c / h;
+        // [B, L, 3C] → [B, L, 3, H, d]; the LayerNorm over d runs before the head transpose.
+        let qkv = self.qkv.forward(x).reshape([b, l, 3, h, d]);
+        let part = |i: usize| -> Tensor<4> {
+            qkv.clone()
+                .slice([0..b, 0..l, i..i + 1, 0..h, 0..d])
+                .reshape([b, l, h, d])
+        };
+        let q = self.q_norm.forward(part(0)).swap_dims(1, 2);
+        let k = self.k_norm.forward(part(1)).swap_dims(1, 2);
+        let v = part(2).swap_dims(1, 2);
+        Qkv { q, k, v }
+    }
+
+    /// Merges heads `[B, H, L, d]` → `[B, L, C]` and applies the output projection.
+    pub(crate) fn output(&self, o: Tensor<4>) -> Tensor<3> {
+        let [b, h, l, d] = o.dims();
+        let o = o.swap_dims(1, 2).reshape([b, l, h * d]);
+        self.proj_drop.forward(self.proj.forward(o))
+    }
+
+    /// Attention of `q` `[B, H, Lq, d]` over `k`, `v` `[B, H, Lk, d]` (`Lk ≥ Lq`), causal and
+    /// bottom-right aligned: query `i` sees keys `0 … Lk − Lq + i`. Multi-query chunks without
+    /// dropout use the fused kernel; a single query or active attention dropout the explicit
+    /// path (see the module docs).
+    pub(crate) fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+        let lq = q.dims()[2];
+        if lq == 1 || dropout_active(&self.attn_drop, &q.device()) {
+            self.attend_explicit(q, k, v)
+        } else {
+            attention(
+                q,
+                k,
+                v,
+                None,
+                None,
+                AttentionModuleOptions {
+                    // A single query attends to every cached key: no mask needed.
+                    is_causal: lq > 1,
+                    ..Default::default()
+                },
+            )
+        }
+    }
+
+    /// The explicit (unfused) attention: `softmax(QKᵀ/√d + causal mask)`, dropout on the
+    /// probabilities, times V. Same alignment as [`Self::attend`].
+    pub(crate) fn attend_explicit(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+        let [_, _, lq, d] = q.dims();
+        let lk = k.dims()[2];
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (d as f64).sqrt());
+        let scores = if lq > 1 {
+            // burn's `tril_mask(shape, offset)` is true strictly above the (offset) diagonal,
+            // i.e. exactly the positions to mask; offset `lk − lq` aligns bottom-right.
+            let mask = Tensor::<2, Bool>::tril_mask([lq, lk], (lk - lq) as i64, &scores.device());
+            scores.mask_fill(mask.unsqueeze::<4>(), f32::NEG_INFINITY)
+        } else {
+            scores
+        };
+        let probs = self.attn_drop.forward(softmax(scores, 3));
+        probs.matmul(v)
+    }
+
+    /// Full-sequence causal self-attention on `x` `[B, L, C]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let Qkv { q, k, v } = self.project(x);
+        self.output(self.attend(q, k, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, TensorData};
+
+    fn max_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        let d: TensorData = (a - b).abs().max().into_data();
+        d.try_into_vec_as::<f32>().unwrap()[0]
+    }
+
+    #[test]
+    fn fused_and_explicit_paths_agree_and_align_bottom_right() {
+        let device = Device::flex();
+        let attn = AttentionConfig::new(16, 2).init(&device);
+        let rand =
+            |l: usize| Tensor::<4>::random([2, 2, l, 8], Distribution::Normal(0.0, 1.0), &device);
+        let lk = 7;
+        let (q_full, k, v) = (rand(lk), rand(lk), rand(lk));
+        let full = attn.attend(q_full.clone(), k.clone(), v.clone());
+        assert!(
+            max_diff(
+                full.clone(),
+                attn.attend_explicit(q_full.clone(), k.clone(), v.clone())
+            ) < 1e-5
+        );
+        for lq in [1, 2, 5] {
+            // The last `lq` queries against all keys = the last `lq` rows of the full causal pass.
+            let q = q_full.clone().slice([0..2, 0..2, lk - lq..lk, 0..8]);
+            let want = full.clone().slice([0..2, 0..2, lk - lq..lk, 0..8]);
+            let fused = attn.attend(q.clone(), k.clone(), v.clone());
+            let explicit = attn.attend_explicit(q, k.clone(), v.clone());
+            assert!(
+                max_diff(fused.clone(), want.clone()) < 1e-5,
+                "fused, lq = {lq}"
+            );
+            assert!(max_diff(explicit, want) < 1e-5, "explicit, lq = {lq}");
+        }
+        // Causality: the first query sees only the first key, so its output is v[0].
+        let first = full.slice([0..2, 0..2, 0..1, 0..8]);
+        assert!(max_diff(first, v.slice([0..2, 0..2, 0..1, 0..8])) < 1e-5);
+    }
+}

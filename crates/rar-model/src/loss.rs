@@ -1,0 +1,35 @@
+//! The training loss and metric (spec §3.8; the reference's `ARLoss`).
+//!
+//! Cross-entropy between `logits[:, 0:N]` and the permuted labels, averaged over all `B·N`
+//! targets — no label smoothing, no ignore index, no per-token weights. The accuracy metric is
+//! the per-sample fraction of arg-max hits averaged over the batch (equal to the global
+//! fraction, since every sample has `N` targets).
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor};
+
+/// Unreduced cross-entropy `[B, N]` of `logits` `[B, N + 1, V]` (the last position is
+/// ignored) against `labels` `[B, N]`.
+pub fn per_token_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<2> {
+    let [b, n] = labels.dims();
+    let v = logits.dims()[2];
+    let logits = logits.slice([0..b, 0..n, 0..v]);
+    let log_probs = log_softmax(logits, 2);
+    log_probs
+        .gather(2, labels.reshape([b, n, 1]))
+        .reshape([b, n])
+        .neg()
+}
+
+/// Mean cross-entropy over all `B·N` targets (a 1-element tensor): the training loss.
+pub fn ar_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
+    per_token_loss(logits, labels).mean()
+}
+
+/// Fraction of the `B·N` targets whose arg-max logit equals the label (1-element tensor).
+pub fn token_accuracy(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
+    let [b, n] = labels.dims();
+    let v = logits.dims()[2];
+    let predicted = logits.slice([0..b, 0..n, 0..v]).argmax(2).reshape([b, n]);
+    predicted.equal(labels).float().mean()
+}

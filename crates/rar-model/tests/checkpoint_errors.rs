@@ -1,0 +1,297 @@
+//! Bad checkpoints are clear errors naming the file, the key and both shapes — never panics:
+//! missing, unexpected, mis-shaped and non-float tensors, a wrong config, truncated, corrupt,
+//! empty and absent files, unknown formats, and shapes from which no config can be inferred.
+//! The damaged files are made from the fixture model in a temporary directory.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use common::*;
+use rar_model::{Rar, RarConfig, RarModelError};
+use safetensors::{Dtype, SafeTensors};
+
+/// Name → (dtype, shape, bytes) of a safetensors file.
+type Entries = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+
+fn read_entries(path: &Path) -> Entries {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
+        .collect()
+}
+
+fn write_entries(entries: &Entries, path: &Path) {
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = entries
+        .iter()
+        .map(|(n, (dt, shape, data))| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(*dt, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    tmp: PathBuf,
+    dir: PathBuf,
+    config: RarConfig,
+    entries: Entries,
+    device: Device,
+}
+
+fn setup() -> Option<Setup> {
+    let dir = model_dirs().into_iter().next()?;
+    let tmp = tempfile::tempdir().unwrap();
+    Some(Setup {
+        tmp: tmp.path().to_path_buf(),
+        _tmp: tmp,
+        config: fixture_config(&dir),
+        entries: read_entries(&dir.join("model.safetensors")),
+        dir,
+        device: Device::flex(),
+    })
+}
+
+fn load(s: &Setup, path: &Path) -> RarModelError {
+    Rar::from_checkpoint(path, Some(&s.config), &s.device).expect_err("loading must fail")
+}
+
+#[test]
+fn the_unmodified_copy_loads() {
+    let Some(s) = setup() else { return };
+    let path = s.tmp.join("copy.safetensors");
+    write_entries(&s.entries, &path);
+    Rar::from_safetensors(&path, &s.config, &s.device).unwrap();
+}
+
+#[test]
+fn missing_tensor_names_file_key_and_shape() {
+    let Some(s) = setup() else { return };
+    let mut entries = s.entries.clone();
+    entries.remove("lm_head.bias").unwrap();
+    let path = s.tmp.join("missing.safetensors");
+    write_entries(&entries, &path);
+    let err = load(&s, &path);
+    let msg = err.to_string();
+    match err {
+        RarModelError::MissingTensor {
+            path: p,
+            key,
+            expected,
+        } => {
+            assert_eq!(p, path);
+            assert_eq!(key, "lm_head.bias");
+            assert_eq!(expected, vec![s.config.codebook_size]);
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    assert!(
+        msg.contains("missing.safetensors") && msg.contains("lm_head.bias"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unexpected_tensor_is_reported() {
+    let Some(s) = setup() else { return };
+    let mut entries = s.entries.clone();
+    entries.insert("extra.weight".into(), (Dtype::F32, vec![3], vec![0u8; 12]));
+    let path = s.tmp.join("extra.safetensors");
+    write_entries(&entries, &path);
+    match load(&s, &path) {
+        RarModelError::UnexpectedTensor { key, found, .. } => {
+            assert_eq!(key, "extra.weight");
+            assert_eq!(found, vec![3]);
+        }
+        other => panic!("wrong error: {other}"),
+    }
+}
+
+#[test]
+fn mis_shaped_tensor_reports_both_shapes() {
+    let Some(s) = setup() else { return };
+    let mut entries = s.entries.clone();
+    let key = "blocks.0.attn.qkv.weight";
+    let (_, shape, data) = entries.get(key).unwrap().clone();
+    let (rows, cols) = (shape[0], shape[1]);
+    let cut = (rows - 1) * cols * 4;
+    entries.insert(
+        key.into(),
+        (Dtype::F32, vec![rows - 1, cols], data[..cut].to_vec()),
+    );
+    let path = s.tmp.join("misshaped.safetensors");
+    write_entries(&entries, &path);
+    let err = load(&s, &path);
+    let msg = err.to_string();
+    match err {
+        RarModelError::ShapeMismatch {
+            key: k,
+            expected,
+            found,
+            ..
+        } => {
+            assert_eq!(k, key);
+            assert_eq!(expected, vec![rows, cols]);
+            assert_eq!(found, vec![rows - 1, cols]);
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    assert!(
+        msg.contains(&format!("{:?}", [rows, cols]))
+            && msg.contains(&format!("{:?}", [rows - 1, cols])),
+        "{msg}"
+    );
+}
+
+#[test]
+fn integer_tensor_is_rejected() {
+    let Some(s) = setup() else { return };
+    let mut entries = s.entries.clone();
+    let (_, shape, data) = entries.get("lm_head.bias").unwrap().clone();
+    entries.insert("lm_head.bias".into(), (Dtype::I32, shape, data));
+    let path = s.tmp.join("int.safetensors");
+    write_entries(&entries, &path);
+    assert!(matches!(
+        load(&s, &path),
+        RarModelError::UnsupportedDType { .. }
+    ));
+}
+
+#[test]
+fn wrong_config_is_a_shape_error_on_the_real_bin() {
+    let Some(s) = setup() else { return };
+    let path = s.dir.join("model.bin");
+    let wrong = s
+        .config
+        .clone()
+        .with_image_seq_len(s.config.image_seq_len + 1);
+    let err = Rar::from_pytorch(&path, &wrong, &s.device).unwrap_err();
+    let msg = err.to_string();
+    match err {
+        RarModelError::ShapeMismatch {
+            key,
+            expected,
+            found,
+            ..
+        } => {
+            assert_eq!(key, "pos_embed");
+            assert_eq!(expected[1], found[1] + 1);
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    assert!(msg.contains("model.bin"), "{msg}");
+    let wider = RarConfig {
+        hidden_size: s.config.hidden_size * 2,
+        ..s.config.clone()
+    };
+    assert!(matches!(
+        Rar::from_pytorch(&path, &wider, &s.device).unwrap_err(),
+        RarModelError::ShapeMismatch { .. }
+    ));
+    let invalid = RarConfig {
+        num_heads: s.config.hidden_size + 1,
+        ..s.config.clone()
+    };
+    assert!(matches!(
+        Rar::from_pytorch(&path, &invalid, &s.device).unwrap_err(),
+        RarModelError::InvalidConfig(_)
+    ));
+}
+
+fn write_bytes(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn assert_read_error(s: &Setup, path: &Path) {
+    match load(s, path) {
+        RarModelError::CheckpointRead { path: p, reason } => {
+            assert_eq!(p, path);
+            assert!(!reason.is_empty());
+        }
+        other => panic!("{}: wrong error: {other}", path.display()),
+    }
+}
+
+#[test]
+fn truncated_files_are_errors() {
+    let Some(s) = setup() else { return };
+    for src in ["model.bin", "model.safetensors"] {
+        let bytes = std::fs::read(s.dir.join(src)).unwrap();
+        for frac in [0.5, 0.99] {
+            let cut = (bytes.len() as f64 * frac) as usize;
+            let path = write_bytes(
+                &s.tmp,
+                &format!("cut{}_{src}", (frac * 100.0) as u32),
+                &bytes[..cut],
+            );
+            assert_read_error(&s, &path);
+        }
+        // Just the first bytes (headers only).
+        let path = write_bytes(&s.tmp, &format!("head_{src}"), &bytes[..64]);
+        assert_read_error(&s, &path);
+    }
+}
+
+#[test]
+fn corrupt_empty_and_absent_files_are_errors() {
+    let Some(s) = setup() else { return };
+    let mut garbage = Vec::with_capacity(100_000);
+    let mut x: u32 = 12345;
+    for _ in 0..100_000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        garbage.push((x >> 16) as u8);
+    }
+    for ext in ["bin", "safetensors", "bpk"] {
+        let path = write_bytes(&s.tmp, &format!("garbage.{ext}"), &garbage);
+        assert_read_error(&s, &path);
+        let path = write_bytes(&s.tmp, &format!("empty.{ext}"), &[]);
+        assert_read_error(&s, &path);
+        assert_read_error(&s, &s.tmp.join(format!("absent.{ext}")));
+    }
+    // A safetensors header whose JSON is damaged.
+    let mut bytes = std::fs::read(s.dir.join("model.safetensors")).unwrap();
+    for b in &mut bytes[8..40] {
+        *b = b'#';
+    }
+    let path = write_bytes(&s.tmp, "badheader.safetensors", &bytes);
+    assert_read_error(&s, &path);
+    // A PyTorch zip whose central directory is overwritten.
+    let mut bytes = std::fs::read(s.dir.join("model.bin")).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[len - 200..] {
+        *b = 0xAB;
+    }
+    let path = write_bytes(&s.tmp, "baddir.bin", &bytes);
+    assert_read_error(&s, &path);
+}
+
+#[test]
+fn unknown_format_and_uninferable_config() {
+    let Some(s) = setup() else { return };
+    let path = write_bytes(&s.tmp, "weights.onnx", b"x");
+    assert!(matches!(
+        load(&s, &path),
+        RarModelError::UnknownFormat { .. }
+    ));
+    // .safetensors passed to the PyTorch loader.
+    let err = Rar::from_pytorch(s.dir.join("model.safetensors"), &s.config, &s.device).unwrap_err();
+    assert!(matches!(err, RarModelError::UnknownFormat { .. }));
+
+    let mut entries = s.entries.clone();
+    entries.remove("cls_token");
+    let path = s.tmp.join("nocls.safetensors");
+    write_entries(&entries, &path);
+    let err = Rar::from_checkpoint(&path, None, &s.device).unwrap_err();
+    assert!(err.to_string().contains("cls_token"), "{err}");
+    assert!(matches!(err, RarModelError::InferConfig { .. }));
+}

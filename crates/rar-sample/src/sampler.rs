@@ -1,0 +1,307 @@
+//! The batched, KV-cached, class-conditional sampler (spec §5).
+//!
+//! One call generates `N` tokens for a batch of classes:
+//!
+//! 1. the condition ids `V + 1 + class`; with guidance on (`G ≠ 0`) the batch is doubled with
+//!    the "none" id, conditional rows first — both halves share the generated tokens and each
+//!    row has its own cache entry;
+//! 2. [`Rar::prefill`] runs `cls` and the class token; then for `s = 0 … N−1`:
+//!    `ℓ = ℓ_u + g(s)(ℓ_c − ℓ_u)` with `g` from a [`GuidanceSchedule`], `ℓ/τ`, optional
+//!    top-k / top-p, one categorical draw per row ([`crate::logits`]), and — except after the
+//!    last token — [`Rar::step`] feeds the drawn tokens back;
+//! 3. the tokens, produced in the decode order, are put back in raster order.
+//!
+//! Everything stays on the device: the only host reads are the condition-id check inside
+//! `prefill` and, at the very end, whatever the caller does with the returned ids.
+//!
+//! [`Sampler::replay`] runs the same loop with forced tokens instead of draws and returns the
+//! guided logits of every step — how the parity tests check this exact code path against the
+//! reference's recorded `generate()`.
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rar_core::{GuidanceSchedule, ScanOrder};
+use rar_model::{DecodeOrder, DecodePlan, KvCache, Rar, SamplingSettings};
+
+use crate::error::{Result, SampleError};
+use crate::logits;
+
+/// How to sample: guidance, temperature, filtering, order and cache use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingOptions {
+    /// The guidance schedule (`G = 0` switches guidance off: no unconditional batch).
+    pub guidance: GuidanceSchedule,
+    /// Softmax temperature `τ > 0` (the reference's `randomize_temperature`).
+    pub temperature: f32,
+    /// Keep only the `k` most likely tokens (off in the reference's evaluation).
+    pub top_k: Option<usize>,
+    /// Nucleus sampling mass `p ∈ (0, 1]` (off in the reference's evaluation).
+    pub top_p: Option<f32>,
+    /// The generation order (raster for the released models).
+    pub order: ScanOrder,
+    /// Use the KV cache (the default); without it every step re-runs the whole prefix, as the
+    /// reference's `generate(kv_cache=False)` — useful only to measure what the cache saves.
+    pub use_cache: bool,
+}
+
+impl SamplingOptions {
+    /// A preset's recommended settings (spec §2.1): power-cosine guidance, its temperature,
+    /// raster order, no filtering, KV cache on.
+    pub fn from_settings(s: &SamplingSettings) -> Result<Self> {
+        Ok(Self {
+            guidance: GuidanceSchedule::power_cosine(s.guidance_scale, s.guidance_power)?,
+            temperature: s.temperature,
+            top_k: None,
+            top_p: None,
+            order: ScanOrder::RowMajor,
+            use_cache: true,
+        })
+    }
+
+    /// Checks every field (called by the sampler before any work).
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(SampleError::InvalidRequest(m));
+        if !self.temperature.is_finite() || self.temperature <= 0.0 {
+            return bad(format!(
+                "temperature must be finite and > 0, got {}",
+                self.temperature
+            ));
+        }
+        let g = self.guidance;
+        let power = match g {
+            GuidanceSchedule::PowerCosine { power, .. } => power,
+            _ => 0.0,
+        };
+        if !g.scale().is_finite() || g.scale() < 0.0 || !power.is_finite() || power < 0.0 {
+            return bad(format!(
+                "guidance scale and power must be finite and ≥ 0, got {g:?}"
+            ));
+        }
+        if self.top_k == Some(0) {
+            return bad("top-k must be at least 1".into());
+        }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return bad(format!("top-p must be in (0, 1], got {p}"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for SamplingOptions {
+    /// RAR-B's recommended settings (G 16, p 2.75, τ 1.0), raster, cached.
+    fn default() -> Self {
+        Self {
+            guidance: GuidanceSchedule::PowerCosine {
+                scale: 16.0,
+                power: 2.75,
+            },
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            order: ScanOrder::RowMajor,
+            use_cache: true,
+        }
+    }
+}
+
+/// Samples token grids from a [`Rar`] model, reusing decode plans and KV-cache buffers across
+/// calls.
+pub struct Sampler<'m> {
+    model: &'m Rar,
+    device: Device,
+    plan: Option<(ScanOrder, DecodePlan)>,
+    cache: Option<KvCache>,
+}
+
+impl<'m> Sampler<'m> {
+    /// A sampler for `model`, running on the model's device. Use a model without autodiff
+    /// (e.g. `model.valid()` of a training model) so no graph is recorded.
+    pub fn new(model: &'m Rar) -> Self {
+        Self {
+            model,
+            device: model.device(),
+            plan: None,
+            cache: None,
+        }
+    }
+
+    /// The model being sampled.
+    pub fn model(&self) -> &Rar {
+        self.model
+    }
+
+    /// Generates one token grid per class: `[B, N]` image codes in **raster** order.
+    ///
+    /// With `seed`, the device's generator is seeded first, so the same call on the same
+    /// backend gives the same tokens.
+    pub fn sample(
+        &mut self,
+        classes: &[usize],
+        options: &SamplingOptions,
+        seed: Option<u64>,
+    ) -> Result<Tensor<2, Int>> {
+        if let Some(seed) = seed {
+            self.device.seed(seed);
+        }
+        let (temperature, top_k, top_p) = (options.temperature, options.top_k, options.top_p);
+        let generated = self.run(classes, options, |_, guided| {
+            let mut l = guided.div_scalar(temperature);
+            if let Some(k) = top_k {
+                l = logits::top_k(l, k);
+            }
+            if let Some(p) = top_p {
+                l = logits::top_p(l, p);
+            }
+            logits::sample_categorical(l, 1.0)
+        })?;
+        self.to_raster(generated, options.order)
+    }
+
+    /// Runs the sampling loop with `forced` tokens (`[B, N]`, in generation order) in place of
+    /// the draws and returns the guided logits `[B, V]` of every step (before temperature),
+    /// i.e. `ℓ_u + g(s)(ℓ_c − ℓ_u)` with guidance on and `ℓ_c` with it off.
+    pub fn replay(
+        &mut self,
+        classes: &[usize],
+        options: &SamplingOptions,
+        forced: Tensor<2, Int>,
+    ) -> Result<Vec<Tensor<2>>> {
+        let [b, n] = forced.dims();
+        let expected = self.model.config().image_seq_len;
+        if b != classes.len() || n != expected {
+            return Err(SampleError::InvalidRequest(format!(
+                "forced tokens have shape [{b}, {n}], expected [{}, {expected}]",
+                classes.len()
+            )));
+        }
+        let mut recorded = Vec::with_capacity(n);
+        self.run(classes, options, |s, guided| {
+            recorded.push(guided);
+            forced.clone().narrow(1, s, 1).squeeze_dim(1)
+        })?;
+        Ok(recorded)
+    }
+
+    /// The decode loop shared by [`Self::sample`] and [`Self::replay`]: returns the chosen
+    /// tokens `[B, N]` in generation order.
+    fn run(
+        &mut self,
+        classes: &[usize],
+        options: &SamplingOptions,
+        mut choose: impl FnMut(usize, Tensor<2>) -> Tensor<1, Int>,
+    ) -> Result<Tensor<2, Int>> {
+        options.validate()?;
+        let config = self.model.config().clone();
+        let space = config.token_space();
+        let b = classes.len();
+        if b == 0 {
+            return Err(SampleError::InvalidRequest("no classes to sample".into()));
+        }
+        let mut ids = classes
+            .iter()
+            .map(|&c| {
+                space.class_id(c).map(|id| id as i64).map_err(|_| {
+                    SampleError::InvalidRequest(format!(
+                        "class {c} is not below the model's {} classes",
+                        space.num_classes
+                    ))
+                })
+            })
+            .collect::<Result<Vec<i64>>>()?;
+        let guided = options.guidance.is_enabled();
+        if guided {
+            ids.extend(std::iter::repeat_n(space.none_id() as i64, b));
+        }
+        let rows = ids.len();
+        let condition = Tensor::<1, Int>::from_data(TensorData::new(ids, [rows]), &self.device);
+        let n = config.image_seq_len;
+        self.ensure_plan(options.order)?;
+        let plan = &self.plan.as_ref().expect("plan was just built").1;
+
+        let mix = |l: Tensor<2>, s: usize| -> Tensor<2> {
+            if guided {
+                let cond = l.clone().narrow(0, 0, b);
+                let uncond = l.narrow(0, b, b);
+                logits::guide(cond, uncond, options.guidance.scale_at(s, n))
+            } else {
+                l
+            }
+        };
+        let feed = |tokens: &Tensor<1, Int>| -> Tensor<1, Int> {
+            if guided {
+                Tensor::cat(vec![tokens.clone(), tokens.clone()], 0)
+            } else {
+                tokens.clone()
+            }
+        };
+
+        let mut generated: Vec<Tensor<1, Int>> = Vec::with_capacity(n);
+        if options.use_cache {
+            let cache = match self.cache.take() {
+                Some(mut c) if c.batch_size() == rows => {
+                    c.reset();
+                    c
+                }
+                _ => self.model.new_cache(rows, &self.device),
+            };
+            let mut cache = cache;
+            let mut l = self.model.prefill(condition, plan, &mut cache)?;
+            for s in 0..n {
+                let tokens = choose(s, mix(l, s));
+                if s + 1 < n {
+                    l = self.model.step(feed(&tokens), plan, &mut cache)?;
+                } else {
+                    l = Tensor::empty([0, 0], &self.device);
+                }
+                generated.push(tokens);
+            }
+            drop(l);
+            self.cache = Some(cache);
+        } else {
+            for s in 0..n {
+                let prefix = if generated.is_empty() {
+                    Tensor::<2, Int>::empty([rows, 0], &self.device)
+                } else {
+                    let so_far = Tensor::stack::<2>(generated.clone(), 1);
+                    if guided {
+                        Tensor::cat(vec![so_far.clone(), so_far], 0)
+                    } else {
+                        so_far
+                    }
+                };
+                let l = self.model.forward_prefix(condition.clone(), prefix, plan)?;
+                generated.push(choose(s, mix(l, s)));
+            }
+        }
+        Ok(Tensor::stack::<2>(generated, 1))
+    }
+
+    /// Builds (or reuses) the decode plan for `order`.
+    fn ensure_plan(&mut self, order: ScanOrder) -> Result<()> {
+        if self.plan.as_ref().is_none_or(|(o, _)| *o != order) {
+            let n = self.model.config().image_seq_len;
+            let plan = self.model.decode_plan(&DecodeOrder::scan(order, n)?)?;
+            self.plan = Some((order, plan));
+        }
+        Ok(())
+    }
+
+    /// Puts tokens produced in `order` back into raster order.
+    fn to_raster(&self, generated: Tensor<2, Int>, order: ScanOrder) -> Result<Tensor<2, Int>> {
+        if order == ScanOrder::RowMajor {
+            return Ok(generated);
+        }
+        let [b, n] = generated.dims();
+        let positions = order.positions_for_tokens(n)?;
+        // raster[p] = generated[k] where positions[k] = p, i.e. gather with the inverse order
+        let mut inverse = vec![0i64; n];
+        for (k, &p) in positions.iter().enumerate() {
+            inverse[p] = k as i64;
+        }
+        let index = Tensor::<1, Int>::from_data(TensorData::new(inverse, [n]), &self.device)
+            .reshape([1, n])
+            .expand([b, n]);
+        Ok(generated.gather(1, index))
+    }
+}

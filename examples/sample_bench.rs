@@ -1,0 +1,127 @@
+//! Sampling throughput: tokens/s and images/s of the KV-cached sampler, next to full
+//! recomputation, for a given model size, batch and guidance (issue: rar-sample performance).
+//!
+//! ```text
+//! cargo run --release --example sample_bench -- --hidden 256 --depth 4 --heads 8 --mlp 1024 \
+//!     --batch 8 --guidance 4.0 --device flex
+//! ```
+//!
+//! Weights are random (the cost of a step does not depend on their values). Detokenization is
+//! not included; the figures are token generation only.
+
+use anyhow::Result;
+use clap::Parser;
+use rar::core::GuidanceSchedule;
+use rar::model::RarConfig;
+use rar::sample::{Sampler, SamplingOptions};
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(about = "Measure RAR sampling throughput (KV cache vs full recompute)")]
+struct Args {
+    /// Hidden width C.
+    #[arg(long, default_value_t = 256)]
+    hidden: usize,
+    /// Number of blocks.
+    #[arg(long, default_value_t = 4)]
+    depth: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 8)]
+    heads: usize,
+    /// MLP width.
+    #[arg(long, default_value_t = 1024)]
+    mlp: usize,
+    /// Image tokens N.
+    #[arg(long, default_value_t = 256)]
+    tokens: usize,
+    /// Codebook size V.
+    #[arg(long, default_value_t = 1024)]
+    codebook: usize,
+    /// Number of classes.
+    #[arg(long, default_value_t = 1000)]
+    classes: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Guidance scale G (0 = off: no unconditional batch).
+    #[arg(long, default_value_t = 4.0)]
+    guidance: f32,
+    /// Guidance power p.
+    #[arg(long, default_value_t = 2.75)]
+    guidance_pow: f32,
+    /// Timed batches with the cache (after one warm-up batch).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Also time one batch with full recomputation (slow).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    recompute: bool,
+    /// Device: flex, ndarray, wgpu, cuda:N …
+    #[arg(long, default_value = "flex")]
+    device: String,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let device = rar::device::parse_device(&args.device)?;
+    let config = RarConfig::new(args.hidden, args.depth, args.heads, args.mlp)
+        .with_image_seq_len(args.tokens)
+        .with_codebook_size(args.codebook)
+        .with_num_classes(args.classes);
+    let model = config.try_init(&device)?;
+    let classes: Vec<usize> = (0..args.batch).map(|i| (i * 97) % args.classes).collect();
+    let options = SamplingOptions {
+        guidance: GuidanceSchedule::power_cosine(args.guidance, args.guidance_pow)?,
+        temperature: 1.0,
+        ..SamplingOptions::default()
+    };
+    let mut sampler = Sampler::new(&model);
+    println!(
+        "model: C {} D {} H {} I {} N {} V {} ({:.2} M params); batch {}; guidance {}; device {}",
+        args.hidden,
+        args.depth,
+        args.heads,
+        args.mlp,
+        args.tokens,
+        args.codebook,
+        config.num_params() as f64 / 1e6,
+        args.batch,
+        args.guidance,
+        args.device
+    );
+
+    let time_batch = |sampler: &mut Sampler, options: &SamplingOptions, seed| -> Result<f64> {
+        let start = Instant::now();
+        let tokens = sampler.sample(&classes, options, Some(seed))?;
+        // reading the ids back forces the whole computation to finish
+        let _ = tokens.into_data();
+        Ok(start.elapsed().as_secs_f64())
+    };
+    time_batch(&mut sampler, &options, 0)?; // warm-up
+    let mut times = Vec::new();
+    for r in 0..args.repeats {
+        times.push(time_batch(&mut sampler, &options, r as u64 + 1)?);
+    }
+    times.sort_by(f64::total_cmp);
+    let cached = times[times.len() / 2];
+    let generated = (args.batch * args.tokens) as f64;
+    println!(
+        "kv cache:       {cached:.3} s/batch (median of {}), {:.0} tokens/s, {:.2} images/s",
+        args.repeats,
+        generated / cached,
+        args.batch as f64 / cached
+    );
+    if args.recompute {
+        let full = SamplingOptions {
+            use_cache: false,
+            ..options.clone()
+        };
+        let t = time_batch(&mut sampler, &full, 99)?;
+        println!(
+            "full recompute: {t:.3} s/batch, {:.0} tokens/s, {:.3} images/s; cache speed-up {:.1}x",
+            generated / t,
+            args.batch as f64 / t,
+            t / cached
+        );
+    }
+    Ok(())
+}
