@@ -71,6 +71,9 @@ struct Args {
     /// Write the samples as a PNG grid here.
     #[arg(long)]
     grid: Option<PathBuf>,
+    /// Also write every sample as its own PNG into this directory (`{index:03}_class{c}.png`).
+    #[arg(long)]
+    png_dir: Option<PathBuf>,
     /// Grid columns (default: up to 8 per row).
     #[arg(long)]
     cols: Option<usize>,
@@ -90,8 +93,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if args.grid.is_none() && args.npz.is_none() {
-        bail!("nothing to do: give --grid and/or --npz");
+    if args.grid.is_none() && args.png_dir.is_none() && args.npz.is_none() {
+        bail!("nothing to do: give --grid, --png-dir and/or --npz");
     }
     let device = rar::device::parse_device(&args.device)?;
     let config = match (&args.preset, &args.config) {
@@ -135,19 +138,31 @@ fn main() -> Result<()> {
     );
     let mut sampler = Sampler::new(&model);
 
-    if let Some(grid) = &args.grid {
+    if args.grid.is_some() || args.png_dir.is_some() {
         let start = Instant::now();
         let tokens = sampler.sample(&args.classes, &options, Some(args.seed))?;
         let images = tokenizer.decode_to_images(tokens)?;
-        let cols = args.cols.unwrap_or(images.len().min(8));
-        let rows = images.len().div_ceil(cols);
-        rar::vq::write_png_grid(&images, rows, cols, grid)?;
         println!(
-            "wrote {} ({} images, {:.2} s)",
-            grid.display(),
+            "sampled and decoded {} images in {:.2} s",
             images.len(),
             start.elapsed().as_secs_f64()
         );
+        if let Some(grid) = &args.grid {
+            let cols = args.cols.unwrap_or(images.len().min(8));
+            let rows = images.len().div_ceil(cols);
+            rar::vq::write_png_grid(&images, rows, cols, grid)?;
+            println!("wrote {}", grid.display());
+        }
+        if let Some(dir) = &args.png_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (i, (image, class)) in images.iter().zip(&args.classes).enumerate() {
+                let path = dir.join(format!("{i:03}_class{class}.png"));
+                image
+                    .save(&path)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            println!("wrote {} PNGs to {}", images.len(), dir.display());
+        }
     }
 
     if let Some(npz) = &args.npz {

@@ -8,9 +8,9 @@
 //! measurable stand-in for FID. The palette is the dataset's "tokenizer": token `t` renders as
 //! [`PALETTE`]`[t]`.
 //!
-//! Every shape of every class is enumerated once (in a private shape table); a sample draws one of them
-//! uniformly plus a colour, and the checker looks the grid's foreground mask up in the same
-//! table — generation and checking cannot disagree.
+//! Every shape of every class is enumerated once (in a private shape table); a sample draws
+//! one of them uniformly plus a colour, and the checker looks the grid's foreground mask up in
+//! the same table — generation and checking cannot disagree.
 
 use rar_core::rng::Xoshiro256PlusPlus;
 use std::collections::HashSet;

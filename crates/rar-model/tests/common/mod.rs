@@ -3,17 +3,21 @@
 //! `rar_core::parity` (RAR_PARITY_DIR or ../shared/parity); shapes always come from the files.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rar_model::{Rar, RarConfig};
-use safetensors::{Dtype, SafeTensors};
 
-/// The CPU devices every numeric test runs on.
+/// The devices every numeric test runs on: the CPU backends, plus wgpu (any adapter, e.g.
+/// Mesa lavapipe on a machine without a GPU) when the `wgpu` feature is on.
 pub fn devices() -> Vec<(&'static str, Device)> {
     #[allow(unused_mut)]
     let mut out = vec![("flex", Device::flex())];
+    #[cfg(feature = "wgpu")]
+    out.push((
+        "wgpu",
+        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
+    ));
     #[cfg(feature = "ndarray")]
     {
         #[allow(deprecated)]
@@ -54,79 +58,33 @@ pub fn fixture_model(dir: &Path, device: &Device) -> Rar {
     Rar::from_pytorch(dir.join("model.bin"), &config, device).expect("load fixture model.bin")
 }
 
-/// A safetensors file held in memory.
-pub struct Fixture {
-    path: PathBuf,
-    tensors: HashMap<String, (Vec<usize>, Dtype, Vec<u8>)>,
-}
+#[allow(unused_imports)]
+pub use rar_core::parity::rel_err;
+
+/// A safetensors fixture file: a tuple-returning view over [`rar_core::parity::Fixture`].
+pub struct Fixture(rar_core::parity::Fixture);
 
 impl Fixture {
     pub fn open(path: impl AsRef<Path>) -> Self {
-        let path = path.as_ref().to_path_buf();
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let st = SafeTensors::deserialize(&bytes).expect("valid safetensors fixture");
-        let tensors = st
-            .tensors()
-            .into_iter()
-            .map(|(name, view)| {
-                (
-                    name,
-                    (view.shape().to_vec(), view.dtype(), view.data().to_vec()),
-                )
-            })
-            .collect();
-        Self { path, tensors }
-    }
-
-    fn get(&self, name: &str, dtype: Dtype) -> (&[usize], &[u8]) {
-        let (shape, dt, data) = self
-            .tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("{}: no tensor {name}", self.path.display()));
-        assert_eq!(*dt, dtype, "{}: {name} dtype", self.path.display());
-        (shape, data)
+        Self(rar_core::parity::Fixture::open(path))
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.0.has(name)
     }
 
     pub fn f32(&self, name: &str) -> (Vec<usize>, Vec<f32>) {
-        let (shape, data) = self.get(name, Dtype::F32);
-        let v = data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        (shape.to_vec(), v)
+        let a = self.0.f32(name);
+        (a.shape, a.data)
     }
 
     pub fn i64(&self, name: &str) -> (Vec<usize>, Vec<i64>) {
-        let (shape, data) = self.get(name, Dtype::I64);
-        let v = data
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-            .collect();
-        (shape.to_vec(), v)
+        let a = self.0.i64(name);
+        (a.shape, a.data)
     }
 
     pub fn scalar_f32(&self, name: &str) -> f32 {
         self.f32(name).1[0]
-    }
-}
-
-/// ‖a − b‖ / ‖b‖ in f64.
-pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len(), "length mismatch");
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for (x, y) in a.iter().zip(b) {
-        let d = *x as f64 - *y as f64;
-        num += d * d;
-        den += (*y as f64) * (*y as f64);
-    }
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
     }
 }
 

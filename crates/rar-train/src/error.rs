@@ -1,0 +1,60 @@
+//! Errors of the training crate.
+
+use std::path::PathBuf;
+
+/// Why a training run or step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The model rejected its input or configuration.
+    #[error(transparent)]
+    Model(#[from] rar_model::RarModelError),
+    /// A schedule or order could not be built.
+    #[error(transparent)]
+    Core(#[from] rar_core::CoreError),
+    /// Sampling failed.
+    #[error(transparent)]
+    Sample(#[from] rar_sample::SampleError),
+    /// The loss became NaN or infinite; the run stops so no bad update is applied.
+    #[error(
+        "non-finite training loss {loss} at optimizer step {step}: stopping (the update of this step was not applied)"
+    )]
+    NonFiniteLoss {
+        /// The 0-based optimizer step whose loss was not finite.
+        step: u64,
+        /// The loss value read back from the device.
+        loss: f64,
+    },
+    /// The global gradient norm became NaN or infinite.
+    #[error("non-finite gradient norm {norm} at optimizer step {step}: stopping")]
+    NonFiniteGradient {
+        /// The 0-based optimizer step.
+        step: u64,
+        /// The pre-clip global gradient norm.
+        norm: f64,
+    },
+    /// A training setting is out of range.
+    #[error("invalid training setting: {0}")]
+    InvalidSetting(String),
+    /// The model has no trainable parameter with a gradient.
+    #[error("the loss has no gradient with respect to any parameter")]
+    NoGradients,
+    /// Reading a checkpoint file failed.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        reason: String,
+    },
+    /// Writing an output file failed.
+    #[error("cannot write {path}: {reason}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        reason: String,
+    },
+}
+
+/// Result alias of this crate.
+pub type Result<T> = std::result::Result<T, TrainError>;
