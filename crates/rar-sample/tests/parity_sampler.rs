@@ -78,67 +78,53 @@ fn guided_and_unguided_logits_match_the_reference_per_step() {
         for (backend, device) in devices() {
             let model = Rar::from_pytorch(dir.join("model.bin"), &config, &device).unwrap();
             for use_cache in [true, false] {
-                // with guidance
-                let params = sampling_params(&parity, &format!("{name}/sampling.safetensors"));
-                let fx = Fixture::open(dir.join("sampling.safetensors"));
-                let classes: Vec<usize> = fx
-                    .i64("cond_labels")
-                    .data
-                    .iter()
-                    .map(|&c| c as usize)
-                    .collect();
-                let options = SamplingOptions {
-                    guidance: GuidanceSchedule::power_cosine(
-                        params["guidance_scale"].as_f64().unwrap() as f32,
-                        params["guidance_scale_pow"].as_f64().unwrap() as f32,
-                    )
-                    .unwrap(),
-                    temperature: params["randomize_temperature"].as_f64().unwrap() as f32,
-                    use_cache,
-                    ..SamplingOptions::default()
-                };
-                let worst = replay_worst(
-                    &model,
-                    &classes,
-                    &options,
-                    &fx.i64("tokens"),
-                    &fx.f32("guided_logits"),
-                    1.0,
-                );
-                eprintln!(
-                    "{name}/sampling guided [{backend}, cache {use_cache}]: worst rel err {worst:.3e}"
-                );
-                assert!(
-                    worst <= 1e-4,
-                    "{name} {backend} cache={use_cache}: {worst:e}"
-                );
-
-                // guidance off: the batch is not doubled; softmax input = logits / τ
-                let params =
-                    sampling_params(&parity, &format!("{name}/sampling_nocfg.safetensors"));
-                let fx = Fixture::open(dir.join("sampling_nocfg.safetensors"));
-                let temperature = params["randomize_temperature"].as_f64().unwrap() as f32;
-                let options = SamplingOptions {
-                    guidance: GuidanceSchedule::off(),
-                    temperature,
-                    use_cache,
-                    ..SamplingOptions::default()
-                };
-                let worst = replay_worst(
-                    &model,
-                    &classes,
-                    &options,
-                    &fx.i64("tokens"),
-                    &fx.f32("softmax_input"),
-                    temperature,
-                );
-                eprintln!(
-                    "{name}/sampling_nocfg [{backend}, cache {use_cache}]: worst rel err {worst:.3e}"
-                );
-                assert!(
-                    worst <= 1e-4,
-                    "{name} nocfg {backend} cache={use_cache}: {worst:e}"
-                );
+                // (fixture, guided?, expected array, divisor turning our guided logits into it)
+                for (file, guided, expected) in [
+                    ("sampling", true, "guided_logits"),
+                    ("sampling_nocfg", false, "softmax_input"),
+                ] {
+                    let params = sampling_params(&parity, &format!("{name}/{file}.safetensors"));
+                    let fx = Fixture::open(dir.join(format!("{file}.safetensors")));
+                    let classes: Vec<usize> = fx
+                        .i64("cond_labels")
+                        .data
+                        .iter()
+                        .map(|&c| c as usize)
+                        .collect();
+                    let temperature = params["randomize_temperature"].as_f64().unwrap() as f32;
+                    let guidance = if guided {
+                        GuidanceSchedule::power_cosine(
+                            params["guidance_scale"].as_f64().unwrap() as f32,
+                            params["guidance_scale_pow"].as_f64().unwrap() as f32,
+                        )
+                        .unwrap()
+                    } else {
+                        // guidance off: the batch is not doubled; softmax input = logits / τ
+                        GuidanceSchedule::off()
+                    };
+                    let options = SamplingOptions {
+                        guidance,
+                        temperature,
+                        use_cache,
+                        ..SamplingOptions::default()
+                    };
+                    let scale = if guided { 1.0 } else { temperature };
+                    let worst = replay_worst(
+                        &model,
+                        &classes,
+                        &options,
+                        &fx.i64("tokens"),
+                        &fx.f32(expected),
+                        scale,
+                    );
+                    eprintln!(
+                        "{name}/{file} [{backend}, cache {use_cache}]: worst rel err {worst:.3e}"
+                    );
+                    assert!(
+                        worst <= 1e-4,
+                        "{name}/{file} {backend} cache={use_cache}: {worst:e}"
+                    );
+                }
             }
         }
     }

@@ -231,6 +231,17 @@ impl ToyTrainer {
             config.lr_schedule()?,
             config.max_grad_norm,
         )?;
+        Self::assemble(config, model, optim, device)
+    }
+
+    /// The trainer around a built model and optimizer (shared by [`Self::new`] and
+    /// [`Self::resume`]): data, orders and the randomness schedule derive from `config`.
+    fn assemble(
+        config: ToyTrainingConfig,
+        model: Rar,
+        optim: RarOptimizer,
+        device: Device,
+    ) -> TrainResult<Self> {
         Ok(Self {
             data: ToyDataset::new(config.seed, config.train_size),
             orders: OrderSampler::raster(config.seed, TOY_TOKENS)?,
@@ -441,16 +452,7 @@ impl ToyTrainer {
         )?
         .with_step(step)
         .load_state(&path.join("optimizer.bpk"))?;
-        Ok(Self {
-            data: ToyDataset::new(config.seed, config.train_size),
-            orders: OrderSampler::raster(config.seed, TOY_TOKENS)?,
-            randomness: config.randomness()?,
-            epoch_order: None,
-            model,
-            optim,
-            device,
-            config,
-        })
+        Self::assemble(config, model, optim, device)
     }
 
     /// Mean loss and token accuracy on the validation split (raster order, no label dropout,
