@@ -5,22 +5,22 @@
 //! cargo run --release --example quickstart
 //! ```
 //!
-//! The model (hidden 128, 3 blocks, 4 heads, N = 256 tokens, V = 8 palette colours, 10 shape
-//! classes) is trained with the reference recipe at toy scale: AdamW with the reference's
-//! parameter groups, global-norm clipping at 1, warm-up + cosine LR, class-label dropout 0.1
-//! and randomness annealing (random orders first, annealed to raster between 10% and 30% of
-//! the steps — earlier than the paper's 50%/75%, so a short CPU budget still leaves most
-//! steps for the raster order used at sampling time). It then samples
-//! `--per-class` grids per class in raster order, writes them to `quickstart.png` (one row per
-//! class) and prints the validation loss and the share of samples the rule-based checker
-//! accepts as their requested class.
+//! The model (hidden 128, 3 blocks, 4 heads, N = 64 tokens of an 8×8 grid, V = 8 palette
+//! colours, 10 shape classes) is trained with the reference recipe at toy scale through
+//! burn-train's `Learner`: AdamW with the reference's parameter groups, global-norm clipping
+//! at 1, warm-up + cosine LR, class-label dropout 0.1 and randomness annealing (random orders
+//! first, annealed to raster between 10% and 30% of the steps — earlier than the paper's
+//! 50%/75%, so a short CPU budget still leaves most steps for the raster order used at
+//! sampling time). It then samples `--per-class` grids per class in raster order with the
+//! KV-cached sampler, writes them to `quickstart.png` (one row per class) and prints the
+//! validation loss and the share of samples the rule-based checker accepts as their
+//! requested class.
 //!
-//! Measured on the shared 2-core development machine (flex backend, defaults: 1000 steps ×
-//! batch 8): about 8 minutes of training, validation loss ≈ 0.15 nats/token, but sample
-//! validity only ≈ 1%: the samples show the classes' shapes (bars, diagonals, frames, …) with
-//! stray or missing cells, which the exact checker rejects. The model is still far from the
-//! data's entropy (≈ 0.03 nats/token) at this budget; train longer (`--steps`) for cleaner
-//! samples.
+//! Measured on the shared 2-core development machine (flex backend, defaults: 3000 steps ×
+//! batch 16): validation loss 0.086 nats/token and 93 % of the 100 samples valid (88 % and
+//! 93 % with `--seed 1` / `--seed 2`). That run took 748 s because three other builds shared
+//! the two cores; the training step itself runs at ≈ 7,400 tokens/s on the idle machine,
+//! i.e. ≈ 7 minutes for the 3.1 M training tokens.
 
 use anyhow::{Context, Result};
 use burn::module::Module;
@@ -40,10 +40,10 @@ struct Args {
     #[arg(long, default_value = "flex")]
     device: String,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 3000)]
     steps: u64,
     /// Batch size.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Hidden width.
     #[arg(long, default_value_t = 128)]
@@ -82,7 +82,7 @@ struct Args {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Log every this many steps.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 250)]
     log_every: u64,
     /// Also save the trained weights here (burnpack, `.bpk`).
     #[arg(long)]

@@ -11,6 +11,11 @@
 //!    last token — [`Rar::step`] feeds the drawn tokens back;
 //! 3. the tokens, produced in the decode order, are put back in raster order.
 //!
+//! The decode order is one of the paper's scan orders for the whole batch
+//! ([`SamplingOptions::order`]), or a separate permutation per sample
+//! ([`Sampler::sample_in_orders`]) — how the paper evaluates its random-order-only model
+//! (Table 2: random-order training sampled in random orders).
+//!
 //! Everything stays on the device: the only host reads are the condition-id check inside
 //! `prefill` and, at the very end, whatever the caller does with the returned ids.
 //!
@@ -105,12 +110,21 @@ impl Default for SamplingOptions {
     }
 }
 
+/// The order a decode plan was built for (plans are cached across calls).
+#[derive(Debug, Clone, PartialEq)]
+enum PlanKey {
+    /// One scan order shared by every row.
+    Scan(ScanOrder),
+    /// One permutation per sample (duplicated for the unconditional half under guidance).
+    PerSample(Vec<Vec<usize>>),
+}
+
 /// Samples token grids from a [`Rar`] model, reusing decode plans and KV-cache buffers across
 /// calls.
 pub struct Sampler<'m> {
     model: &'m Rar,
     device: Device,
-    plan: Option<(ScanOrder, DecodePlan)>,
+    plan: Option<(PlanKey, DecodePlan)>,
     cache: Option<KvCache>,
 }
 
@@ -141,11 +155,53 @@ impl<'m> Sampler<'m> {
         options: &SamplingOptions,
         seed: Option<u64>,
     ) -> Result<Tensor<2, Int>> {
+        let key = PlanKey::Scan(options.order);
+        self.sample_with_plan(classes, options, key, seed)
+    }
+
+    /// [`Self::sample`] with a separate generation order per sample: `orders[i]` is a
+    /// permutation of the `N` raster positions, and sample `i` generates position
+    /// `orders[i][s]` at step `s` (the target-aware embedding tells the model which).
+    /// `options.order` is ignored. Returns `[B, N]` image codes in **raster** order.
+    ///
+    /// The paper samples its random-order-only model this way (random orders, Table 2);
+    /// draw the permutations with `rar_core::OrderSampler` (ratio 1) for reproducibility.
+    pub fn sample_in_orders(
+        &mut self,
+        classes: &[usize],
+        orders: &[Vec<usize>],
+        options: &SamplingOptions,
+        seed: Option<u64>,
+    ) -> Result<Tensor<2, Int>> {
+        if orders.len() != classes.len() {
+            return Err(SampleError::InvalidRequest(format!(
+                "{} orders for {} classes: give one order per sample",
+                orders.len(),
+                classes.len()
+            )));
+        }
+        let n = self.model.config().image_seq_len;
+        for (i, order) in orders.iter().enumerate() {
+            rar_core::scan::validate_permutation(order, n)
+                .map_err(|e| SampleError::InvalidRequest(format!("order of sample {i}: {e}")))?;
+        }
+        let key = PlanKey::PerSample(orders.to_vec());
+        self.sample_with_plan(classes, options, key, seed)
+    }
+
+    /// Draws tokens in the order of `key` and returns them in raster order.
+    fn sample_with_plan(
+        &mut self,
+        classes: &[usize],
+        options: &SamplingOptions,
+        key: PlanKey,
+        seed: Option<u64>,
+    ) -> Result<Tensor<2, Int>> {
         if let Some(seed) = seed {
             self.device.seed(seed);
         }
         let (temperature, top_k, top_p) = (options.temperature, options.top_k, options.top_p);
-        let generated = self.run(classes, options, |_, guided| {
+        let generated = self.run(classes, options, &key, |_, guided| {
             let mut l = guided.div_scalar(temperature);
             if let Some(k) = top_k {
                 l = logits::top_k(l, k);
@@ -155,7 +211,7 @@ impl<'m> Sampler<'m> {
             }
             logits::sample_categorical(l, 1.0)
         })?;
-        self.to_raster(generated, options.order)
+        self.to_raster(generated, &key)
     }
 
     /// Runs the sampling loop with `forced` tokens (`[B, N]`, in generation order) in place of
@@ -176,7 +232,8 @@ impl<'m> Sampler<'m> {
             )));
         }
         let mut recorded = Vec::with_capacity(n);
-        self.run(classes, options, |s, guided| {
+        let key = PlanKey::Scan(options.order);
+        self.run(classes, options, &key, |s, guided| {
             recorded.push(guided);
             forced.clone().narrow(1, s, 1).squeeze_dim(1)
         })?;
@@ -189,6 +246,7 @@ impl<'m> Sampler<'m> {
         &mut self,
         classes: &[usize],
         options: &SamplingOptions,
+        key: &PlanKey,
         mut choose: impl FnMut(usize, Tensor<2>) -> Tensor<1, Int>,
     ) -> Result<Tensor<2, Int>> {
         options.validate()?;
@@ -216,7 +274,7 @@ impl<'m> Sampler<'m> {
         let rows = ids.len();
         let condition = Tensor::<1, Int>::from_data(TensorData::new(ids, [rows]), &self.device);
         let n = config.image_seq_len;
-        self.ensure_plan(options.order)?;
+        self.ensure_plan(key, rows)?;
         let plan = &self.plan.as_ref().expect("plan was just built").1;
 
         let mix = |l: Tensor<2>, s: usize| -> Tensor<2> {
@@ -277,31 +335,59 @@ impl<'m> Sampler<'m> {
         Ok(Tensor::stack::<2>(generated, 1))
     }
 
-    /// Builds (or reuses) the decode plan for `order`.
-    fn ensure_plan(&mut self, order: ScanOrder) -> Result<()> {
-        if self.plan.as_ref().is_none_or(|(o, _)| *o != order) {
+    /// Builds (or reuses) the decode plan for `key` over `rows` batch rows (per-sample orders
+    /// are repeated for the unconditional half when `rows` is twice their number).
+    fn ensure_plan(&mut self, key: &PlanKey, rows: usize) -> Result<()> {
+        let reusable = self.plan.as_ref().is_some_and(|(k, plan)| {
+            k == key
+                && match plan.order() {
+                    DecodeOrder::Shared(_) => true,
+                    DecodeOrder::PerRow(layouts) => layouts.len() == rows,
+                }
+        });
+        if !reusable {
             let n = self.model.config().image_seq_len;
-            let plan = self.model.decode_plan(&DecodeOrder::scan(order, n)?)?;
-            self.plan = Some((order, plan));
+            let order = match key {
+                PlanKey::Scan(scan) => DecodeOrder::scan(*scan, n)?,
+                PlanKey::PerSample(orders) => DecodeOrder::per_row(
+                    orders
+                        .iter()
+                        .cycle()
+                        .take(rows)
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )?,
+            };
+            let plan = self.model.decode_plan(&order)?;
+            self.plan = Some((key.clone(), plan));
         }
         Ok(())
     }
 
-    /// Puts tokens produced in `order` back into raster order.
-    fn to_raster(&self, generated: Tensor<2, Int>, order: ScanOrder) -> Result<Tensor<2, Int>> {
-        if order == ScanOrder::RowMajor {
-            return Ok(generated);
-        }
+    /// Puts tokens produced in the order of `key` back into raster order.
+    fn to_raster(&self, generated: Tensor<2, Int>, key: &PlanKey) -> Result<Tensor<2, Int>> {
         let [b, n] = generated.dims();
-        let positions = order.positions_for_tokens(n)?;
-        // raster[p] = generated[k] where positions[k] = p, i.e. gather with the inverse order
-        let mut inverse = vec![0i64; n];
-        for (k, &p) in positions.iter().enumerate() {
-            inverse[p] = k as i64;
-        }
-        let index = Tensor::<1, Int>::from_data(TensorData::new(inverse, [n]), &self.device)
-            .reshape([1, n])
-            .expand([b, n]);
+        // raster[p] = generated[k] where order[k] = p, i.e. gather with the inverse order
+        let inverse = |positions: &[usize]| {
+            let mut inv = vec![0i64; n];
+            for (k, &p) in positions.iter().enumerate() {
+                inv[p] = k as i64;
+            }
+            inv
+        };
+        let index = match key {
+            PlanKey::Scan(ScanOrder::RowMajor) => return Ok(generated),
+            PlanKey::Scan(order) => {
+                let inv = inverse(&order.positions_for_tokens(n)?);
+                Tensor::<1, Int>::from_data(TensorData::new(inv, [n]), &self.device)
+                    .reshape([1, n])
+                    .expand([b, n])
+            }
+            PlanKey::PerSample(orders) => {
+                let inv: Vec<i64> = orders.iter().flat_map(|o| inverse(o)).collect();
+                Tensor::<2, Int>::from_data(TensorData::new(inv, [b, n]), &self.device)
+            }
+        };
         Ok(generated.gather(1, index))
     }
 }

@@ -14,6 +14,10 @@ pub enum TrainError {
     /// Sampling failed.
     #[error(transparent)]
     Sample(#[from] rar_sample::SampleError),
+    /// Reading token shards or decoding previews with the tokenizer failed (the message names
+    /// the file and the value).
+    #[error(transparent)]
+    Vq(#[from] rar_vq::VqError),
     /// The loss became NaN or infinite; the run stops so no bad update is applied.
     #[error(
         "non-finite training loss {loss} at optimizer step {step}: stopping (the update of this step was not applied)"
@@ -32,6 +36,25 @@ pub enum TrainError {
         /// The pre-clip global gradient norm.
         norm: f64,
     },
+    /// A sample of the training data is unusable.
+    #[error("training sample {index}: {reason}")]
+    Data {
+        /// The source index of the sample.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A device list cannot be used for training.
+    #[error("unsupported training devices {devices}: {reason}")]
+    Devices {
+        /// The devices as given (debug form).
+        devices: String,
+        /// Why they are refused.
+        reason: String,
+    },
+    /// burn-train's Learner or one of its helpers failed.
+    #[error("burn-train: {0}")]
+    Learner(String),
     /// A training setting is out of range.
     #[error("invalid training setting: {0}")]
     InvalidSetting(String),

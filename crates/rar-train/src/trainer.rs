@@ -1,44 +1,69 @@
-//! A plain training loop on the embedded toy dataset (spec §4, §6.4 at toy scale), with
-//! validation loss and sample validity.
+//! The training loop: burn-train's [`Learner`] driven by a custom
+//! [`SupervisedLearningStrategy`] (`TrainingStrategy::Custom`) launched through
+//! [`SupervisedTraining`], on the embedded toy dataset or any [`TokenSource`].
 //!
-//! Every optimizer step `t` (0-based):
+//! Every optimizer step `t` (0-based; the Learner's LR scheduler counts them, see
+//! [`RarLrScheduler`]):
 //!
-//! 1. the batch is the next `B` items of the epoch's shuffled index list (shuffled with
-//!    `(seed, epoch)`), so the data position is a function of `t`;
-//! 2. `r(t)` from [`RandomnessSchedule`]; each sample's order from [`OrderSampler`] keyed by
-//!    `(t, global sample index)` — random with probability `r`, raster otherwise;
-//! 3. class-label dropout with uniforms from the stream `(seed, t)`;
-//! 4. forward, mean cross-entropy, backward, global-norm clipping, AdamW with the reference's
-//!    groups at `lr(t)` ([`RarOptimizer`]).
+//! 1. `accum_steps` micro-batches (per device) of the run's sample stream, positions
+//!    `[t·B, (t+1)·B)` (see [`crate::source`]), so the data position is a function of `t`;
+//! 2. for each, the Learner's train step ([`RarLearnerModel`]): orders with ratio `r(t)` keyed
+//!    by `(seed, t, position)`, class-label dropout keyed the same way, dropout masks from the
+//!    device RNG reseeded with `(seed, t, micro-batch)`, mean cross-entropy, backward; the
+//!    loss is read back and a NaN/inf loss stops the run before any update;
+//! 3. the gradients are summed (each micro-batch loss is scaled by `1/micro-batches`), the
+//!    Learner's `lr_step` gives `lr(t)` and its `optimizer_step` clips globally and applies
+//!    AdamW with the reference's groups;
+//! 4. every `checkpoint_every` steps an atomic `checkpoint-{step:08}/` folder, every
+//!    `preview_every` steps a preview grid, every `log_every` steps a [`StepMetrics`] line.
 //!
-//! Everything random is derived from `(seed, t, …)`, so a run is reproducible. A NaN or
-//! infinite loss stops the run with [`TrainError::NonFiniteLoss`].
+//! With several devices, each micro-batch is split over the devices with burn-train's
+//! [`MultiDevicesTrainStep`] (the machinery of `ExecutionStrategy::multi`) and the gradients
+//! are merged in [`RarLearnerModel`]'s `optimize_multi`; CPU devices are refused there.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use burn::config::Config;
+use burn::data::dataloader::{DataLoader, DataLoaderIterator};
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use rar_core::rng::Xoshiro256PlusPlus;
-use rar_core::{OrderSampler, RandomnessSchedule, SequenceLayout, WarmupCosineLr};
-use rar_model::condition::{condition_tensor, drop_class_labels_with_rng};
-use rar_model::{BatchOrders, Rar, RarConfig, RarInput};
+use burn::optim::lr_scheduler::LrSchedulerRecord;
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::optim::{GradientsAccumulator, GradientsParams, MultiGradientsParams, OptimizerRecord};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device, Tensor};
+use burn::train::checkpoint::{
+    AsyncCheckpointer, Checkpoint, Checkpointer, CheckpointerError, CheckpointingAction,
+    CheckpointingStrategy,
+};
+use burn::train::logger::{EvaluationProgressLogger, InMemoryMetricLogger, TrainingProgressLogger};
+use burn::train::metric::MetricDefinition;
+use burn::train::metric::store::EventStoreClient;
+use burn::train::renderer::{
+    EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining,
+};
+use burn::train::train::MultiDevicesTrainStep;
+use burn::train::{
+    Interrupter, Learner, LearningCheckpointer, SupervisedLearningStrategy, SupervisedTraining,
+    SupervisedTrainingEventProcessor, TrainLoader, TrainingComponents, TrainingStrategy,
+    ValidLoader,
+};
+use rar_core::{GuidanceSchedule, RandomnessSchedule, ScanOrder, WarmupCosineLr};
+use rar_model::{Rar, RarConfig};
 use rar_sample::{Sampler, SamplingOptions};
 
 use crate::error::{Result as TrainResult, TrainError};
+use crate::learner::{
+    RarLearnerModel, RarLrScheduler, StepContext, StepContextSettings, StepFault, StepOutput,
+    is_cpu_device, rng_guard, scheduler_record_step,
+};
 use crate::optim::AdamWSettings;
-use crate::step::{RarOptimizer, StepStats, scalar};
-use crate::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS, ToyDataset, is_valid_instance};
-
-/// Stream key of the class-label-dropout uniforms.
-const LABEL_DROPOUT_STREAM: u64 = 0x6c61_6265_6c64;
-/// Stream key of the per-epoch shuffles.
-const SHUFFLE_STREAM: u64 = 0x7368_7566_666c;
-
-/// Serialises the seeded uses of burn's process-global device RNG in this crate (model
-/// initialisation in [`ToyTrainer::new`], sampling in [`sample_validity`]).
-static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+use crate::source::{BatchPlan, StepLoader, TokenBatch, TokenSource};
+use crate::step::scalar;
+use crate::toy::{ToyDataset, is_valid_instance};
 
 /// Forces every lazy parameter to be initialised now.
 struct Materialise;
@@ -49,18 +74,18 @@ impl ModuleVisitor for Materialise {
     }
 }
 
-/// Settings of a toy training run.
+/// Settings of a training run (on the toy dataset or any [`TokenSource`]).
 #[derive(Config, Debug)]
-pub struct ToyTrainingConfig {
-    /// The model (its `image_seq_len`, `codebook_size` and `num_classes` must match the toy
-    /// dataset: 256, 8 and 10).
+pub struct TrainingConfig {
+    /// The model (its `image_seq_len`, `codebook_size` and `num_classes` must match the data
+    /// source; the toy dataset's are 64, 8 and 10).
     pub model: RarConfig,
     /// AdamW settings (the reference's by default: `AdamWSettings::new()`).
     pub adamw: AdamWSettings,
     /// Number of optimizer steps.
     #[config(default = 600)]
     pub steps: u64,
-    /// Samples per optimizer step.
+    /// Samples per optimizer step (over all micro-batches and devices).
     #[config(default = 32)]
     pub batch_size: usize,
     /// Peak learning rate.
@@ -81,10 +106,10 @@ pub struct ToyTrainingConfig {
     /// Global gradient-norm clipping threshold.
     #[config(default = 1.0)]
     pub max_grad_norm: f64,
-    /// Number of training samples (a pass over them is one epoch).
+    /// Number of toy training samples (a pass over them is one epoch; toy dataset only).
     #[config(default = 20000)]
     pub train_size: usize,
-    /// Number of validation samples (drawn with a different seed).
+    /// Number of toy validation samples (drawn with a different seed; toy dataset only).
     #[config(default = 500)]
     pub val_size: usize,
     /// Seed of the data, orders, label dropout and dropout masks.
@@ -102,9 +127,40 @@ pub struct ToyTrainingConfig {
     /// Keep only the newest this many checkpoints.
     #[config(default = 3)]
     pub keep_checkpoints: usize,
+    /// Gradient accumulation: micro-batches per optimizer step (`batch_size` must be a
+    /// multiple of `accum_steps × devices`). `r(t)`, the LR, the orders and the checkpoint
+    /// step count optimizer steps.
+    #[config(default = 1)]
+    pub accum_steps: usize,
+    /// Sample a preview grid every this many optimizer steps (0: never).
+    #[config(default = 0)]
+    pub preview_every: u64,
+    /// Folder of the preview grids (`preview-{step:08}.png`); none when unset.
+    #[config(default = "None")]
+    pub preview_dir: Option<String>,
+    /// Classes of the preview grid (one sample each); all classes when empty.
+    #[config(default = "Vec::new()")]
+    pub preview_classes: Vec<usize>,
+    /// Classifier-free guidance scale of the preview samples (constant, or the peak of the
+    /// power-cosine schedule when `preview_guidance_power` is set).
+    #[config(default = 2.0)]
+    pub preview_guidance: f32,
+    /// Power of the power-cosine guidance schedule of the preview samples (the reference's
+    /// previews use G 16, p 2.75); constant guidance when unset.
+    #[config(default = "None")]
+    pub preview_guidance_power: Option<f32>,
+    /// The data source's own order ([`TokenSource::order_key`]), recorded when a run starts
+    /// and checked on resume: a source with a different order would not read the samples of
+    /// the interrupted run at the resumed step. Unset for sources without an order of their
+    /// own (the toy dataset).
+    #[config(default = "None")]
+    pub data_order: Option<String>,
 }
 
-impl ToyTrainingConfig {
+/// The former name of [`TrainingConfig`] (the examples' toy runs).
+pub type ToyTrainingConfig = TrainingConfig;
+
+impl TrainingConfig {
     /// The randomness schedule: annealing between `anneal_start·steps` and
     /// `anneal_end·steps`.
     pub fn randomness(&self) -> TrainResult<RandomnessSchedule> {
@@ -141,24 +197,120 @@ impl ToyTrainingConfig {
         )?)
     }
 
-    fn check(&self) -> TrainResult<()> {
+    /// Samples per micro-batch on each of `devices` devices.
+    pub fn micro_batch_size(&self, devices: usize) -> TrainResult<usize> {
+        let parts = self.accum_steps.max(1) * devices.max(1);
+        if self.accum_steps == 0 || self.batch_size == 0 || !self.batch_size.is_multiple_of(parts) {
+            return Err(TrainError::InvalidSetting(format!(
+                "batch_size ({}) must be a positive multiple of accum_steps ({}) × devices ({devices})",
+                self.batch_size, self.accum_steps
+            )));
+        }
+        Ok(self.batch_size / parts)
+    }
+
+    /// Checks the settings against the data source and the device count.
+    pub fn check<S: TokenSource + ?Sized>(&self, source: &S, devices: usize) -> TrainResult<()> {
         let m = &self.model;
-        if m.image_seq_len != TOY_TOKENS
-            || m.codebook_size != TOY_CODEBOOK
-            || m.num_classes != TOY_CLASSES
-        {
+        let mismatches: Vec<String> = [
+            (
+                "tokens per sample",
+                source.image_seq_len(),
+                "image_seq_len",
+                m.image_seq_len,
+            ),
+            (
+                "codebook size",
+                source.codebook_size(),
+                "codebook_size",
+                m.codebook_size,
+            ),
+            (
+                "class count",
+                source.num_classes(),
+                "num_classes",
+                m.num_classes,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, data, _, model)| data != model)
+        .map(|(what, data, field, model)| format!("{what} {data} (the model's {field} is {model})"))
+        .collect();
+        if !mismatches.is_empty() {
             return Err(TrainError::InvalidSetting(format!(
-                "the toy dataset needs image_seq_len {TOY_TOKENS}, codebook_size {TOY_CODEBOOK}, num_classes {TOY_CLASSES}; the model has {}, {}, {}",
-                m.image_seq_len, m.codebook_size, m.num_classes
+                "the model does not fit {}: {}",
+                source.describe(),
+                mismatches.join("; ")
             )));
         }
-        if self.batch_size == 0 || self.train_size == 0 {
+        if source.is_empty() {
             return Err(TrainError::InvalidSetting(format!(
-                "batch_size ({}) and train_size ({}) must be positive",
-                self.batch_size, self.train_size
+                "{} has no sample",
+                source.describe()
             )));
         }
+        if let Some(recorded) = &self.data_order {
+            let current = source.order_key();
+            if current.as_deref() != Some(recorded.as_str()) {
+                return Err(TrainError::InvalidSetting(format!(
+                    "the run was started with the data order `{recorded}`, but {} now has the order `{}`: \
+                     resuming would read other samples than the interrupted run (open the data \
+                     with the run's settings)",
+                    source.describe(),
+                    current
+                        .as_deref()
+                        .unwrap_or("its own shuffle by the run's seed")
+                )));
+            }
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm > 0.0) {
+            return Err(TrainError::InvalidSetting(format!(
+                "max_grad_norm must be positive and finite, got {}",
+                self.max_grad_norm
+            )));
+        }
+        if let Some(&c) = self.preview_classes.iter().find(|&&c| c >= m.num_classes) {
+            return Err(TrainError::InvalidSetting(format!(
+                "preview class {c} out of range (num_classes {})",
+                m.num_classes
+            )));
+        }
+        self.micro_batch_size(devices)?;
+        self.adamw.validate()?;
+        self.randomness()?;
+        self.lr_schedule()?;
+        m.validate()?;
         Ok(())
+    }
+
+    fn preview_options(&self) -> TrainResult<SamplingOptions> {
+        let guidance = match self.preview_guidance_power {
+            Some(power) => GuidanceSchedule::power_cosine(self.preview_guidance, power)?,
+            None => GuidanceSchedule::constant(self.preview_guidance)?,
+        };
+        Ok(SamplingOptions {
+            guidance,
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+            order: ScanOrder::RowMajor,
+            use_cache: true,
+        })
+    }
+
+    fn step_context(&self, micro_batches_per_step: usize, step: u64) -> TrainResult<StepContext> {
+        StepContext::new(
+            StepContextSettings {
+                seed: self.seed,
+                randomness: self.randomness()?,
+                image_seq_len: self.model.image_seq_len,
+                class_label_dropout: self.model.class_label_dropout,
+                space: self.model.token_space(),
+                max_grad_norm: self.max_grad_norm,
+                micro_batches_per_step,
+            },
+            step,
+        )
     }
 }
 
@@ -197,60 +349,172 @@ impl std::fmt::Display for StepMetrics {
     }
 }
 
-/// The state of a toy training run between steps.
-pub struct ToyTrainer {
-    config: ToyTrainingConfig,
+/// The state of a training run between steps: the model, burn's optimizer state (as
+/// burnpack bytes of the Learner's [`OptimizerRecord`]) and the optimizer step.
+pub struct Trainer<S: TokenSource + 'static> {
+    config: TrainingConfig,
+    source: Arc<S>,
     model: Rar,
-    optim: RarOptimizer,
-    data: ToyDataset,
-    orders: OrderSampler,
-    randomness: RandomnessSchedule,
-    epoch_order: Option<(u64, Vec<usize>)>,
-    device: Device,
+    optimizer: Option<Bytes>,
+    scheduler: Option<LrSchedulerRecord>,
+    step: u64,
+    devices: Vec<Device>,
+}
+
+/// A training run on the embedded toy dataset.
+pub type ToyTrainer = Trainer<ToyDataset>;
+
+/// Checks a device list: non-empty, and no CPU device when there are several (burn's
+/// collective ops do not run on the CPU backends). Returns the autodiff devices.
+fn training_devices(devices: Vec<Device>) -> TrainResult<Vec<Device>> {
+    let names = format!("{devices:?}");
+    if devices.is_empty() {
+        return Err(TrainError::Devices {
+            devices: names,
+            reason: "at least one device is needed".into(),
+        });
+    }
+    if devices.len() > 1 && devices.iter().any(is_cpu_device) {
+        return Err(TrainError::Devices {
+            devices: names,
+            reason: "multi-device training needs GPU devices (cuda, rocm, wgpu…); burn-train's multi-device strategies do not support CPU backends (flex, ndarray, cpu) — train on one CPU device instead".into(),
+        });
+    }
+    Ok(devices.into_iter().map(|d| d.autodiff()).collect())
 }
 
 impl ToyTrainer {
-    /// A fresh run: a randomly initialised model on `device.autodiff()` (the device is
-    /// seeded with `config.seed` first, so initialisation is reproducible per backend as long
-    /// as no other code draws from the device RNG at the same time).
-    pub fn new(config: ToyTrainingConfig, device: &Device) -> TrainResult<Self> {
-        config.check()?;
-        let device = device.clone().autodiff();
+    /// A fresh toy run on `device`: a randomly initialised model on `device.autodiff()` (the
+    /// device is seeded with `config.seed` first, so initialisation is reproducible per
+    /// backend as long as no other code draws from the device RNG at the same time).
+    pub fn new(config: TrainingConfig, device: &Device) -> TrainResult<Self> {
+        Self::new_on_devices(config, vec![device.clone()])
+    }
+
+    /// [`Self::new`] on several devices (data parallel; GPU devices only).
+    pub fn new_on_devices(config: TrainingConfig, devices: Vec<Device>) -> TrainResult<Self> {
+        let data = ToyDataset::new(config.seed, config.train_size);
+        Trainer::with_source(config, data, devices)
+    }
+
+    /// Resumes a toy run from the newest checkpoint in `dir` (see
+    /// [`Trainer::save_checkpoint`]).
+    pub fn resume(dir: &Path, device: &Device) -> TrainResult<Self> {
+        Trainer::resume_with_source(
+            dir,
+            |c| ToyDataset::new(c.seed, c.train_size),
+            vec![device.clone()],
+        )
+    }
+
+    /// Mean loss and token accuracy on the toy validation split (raster order, no label
+    /// dropout, no dropout).
+    pub fn validate(&self) -> TrainResult<(f64, f64)> {
+        let data = ToyDataset::new(self.config.seed.wrapping_add(1), self.config.val_size);
+        validation_loss(&self.model.valid(), &data, self.config.batch_size)
+    }
+}
+
+impl<S: TokenSource + 'static> Trainer<S> {
+    /// A fresh run on `source` with a model initialised on `devices[0].autodiff()` (seeded
+    /// with `config.seed` under the crate's RNG lock).
+    ///
+    /// When `config.data_order` is unset it is filled with the source's
+    /// [`TokenSource::order_key`] (and checked against it otherwise).
+    pub fn with_source(
+        mut config: TrainingConfig,
+        source: S,
+        devices: Vec<Device>,
+    ) -> TrainResult<Self> {
+        if config.data_order.is_none() {
+            config.data_order = source.order_key();
+        }
+        let devices = training_devices(devices)?;
+        config.check(&source, devices.len())?;
+        let device = devices[0].clone();
         let model = {
-            // burn's device RNG is process-global: seed, initialise and materialise every
-            // (lazy) parameter under one lock so concurrent trainers cannot interleave draws.
-            let _guard = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            let _guard = rng_guard();
             device.seed(config.seed);
             let model = config.model.try_init(&device)?;
             model.visit(&mut Materialise);
             model
         };
-        let optim = RarOptimizer::new(
-            &model,
-            &config.adamw,
-            config.lr_schedule()?,
-            config.max_grad_norm,
-        )?;
-        Self::assemble(config, model, optim, device)
+        Ok(Self {
+            config,
+            source: Arc::new(source),
+            model,
+            optimizer: None,
+            scheduler: None,
+            step: 0,
+            devices,
+        })
     }
 
-    /// The trainer around a built model and optimizer (shared by [`Self::new`] and
-    /// [`Self::resume`]): data, orders and the randomness schedule derive from `config`.
-    fn assemble(
-        config: ToyTrainingConfig,
-        model: Rar,
-        optim: RarOptimizer,
-        device: Device,
+    /// Resumes from the newest checkpoint in `dir`: model, optimizer state, LR-scheduler
+    /// state, configuration and step (the data position follows from the step). The source is
+    /// built from the checkpoint's configuration by `make_source`.
+    pub fn resume_with_source(
+        dir: &Path,
+        make_source: impl FnOnce(&TrainingConfig) -> S,
+        devices: Vec<Device>,
     ) -> TrainResult<Self> {
+        Self::try_resume_with_source(dir, |c| Ok(make_source(c)), devices)
+    }
+
+    /// [`Self::resume_with_source`] with a fallible `make_source` (e.g. opening token shards
+    /// with the run's seed); its error is returned as is. The source must have the order the
+    /// run was started with ([`TrainingConfig::data_order`]), or this is an error.
+    pub fn try_resume_with_source(
+        dir: &Path,
+        make_source: impl FnOnce(&TrainingConfig) -> TrainResult<S>,
+        devices: Vec<Device>,
+    ) -> TrainResult<Self> {
+        let (step, path) = list_checkpoints(dir)?
+            .pop()
+            .ok_or_else(|| TrainError::Read {
+                path: dir.to_path_buf(),
+                reason: "no checkpoint-* folder".into(),
+            })?;
+        let read = |p: &Path, e: String| TrainError::Read {
+            path: p.to_path_buf(),
+            reason: e,
+        };
+        let config_path = path.join("config.json");
+        let config =
+            TrainingConfig::load(&config_path).map_err(|e| read(&config_path, e.to_string()))?;
+        let devices = training_devices(devices)?;
+        let source = make_source(&config)?;
+        config.check(&source, devices.len()).map_err(|e| match e {
+            TrainError::InvalidSetting(m) => {
+                TrainError::InvalidSetting(format!("cannot resume from {}: {m}", path.display()))
+            }
+            other => other,
+        })?;
+        let model = Rar::from_burnpack(path.join("model.bpk"), &config.model, &devices[0])?;
+        let optim_path = path.join("optimizer.bpk");
+        let optimizer = OptimizerRecord::load(&optim_path)
+            .and_then(OptimizerRecord::into_bytes)
+            .map_err(|e| read(&optim_path, format!("{e:?}")))?;
+        let sched_path = path.join("scheduler.bpk");
+        let scheduler = LrSchedulerRecord::load(&sched_path)
+            .map_err(|e| read(&sched_path, format!("{e:?}")))?;
+        match scheduler_record_step(&scheduler) {
+            Some(s) if s == step => {}
+            other => {
+                return Err(read(
+                    &sched_path,
+                    format!("scheduler step {other:?} does not match the checkpoint step {step}"),
+                ));
+            }
+        }
         Ok(Self {
-            data: ToyDataset::new(config.seed, config.train_size),
-            orders: OrderSampler::raster(config.seed, TOY_TOKENS)?,
-            randomness: config.randomness()?,
-            epoch_order: None,
-            model,
-            optim,
-            device,
             config,
+            source: Arc::new(source),
+            model,
+            optimizer: Some(optimizer),
+            scheduler: Some(scheduler),
+            step,
+            devices,
         })
     }
 
@@ -260,79 +524,23 @@ impl ToyTrainer {
     }
 
     /// The run's settings.
-    pub fn config(&self) -> &ToyTrainingConfig {
+    pub fn config(&self) -> &TrainingConfig {
         &self.config
     }
 
-    /// The 0-based optimizer step of the next update.
+    /// The training data.
+    pub fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// The training devices (autodiff).
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    /// The 0-based optimizer step of the next update (= optimizer steps done).
     pub fn step(&self) -> u64 {
-        self.optim.step()
-    }
-
-    /// Dataset index of the `position`-th sample of the run (per-epoch shuffles).
-    fn item_index(&mut self, position: u64) -> usize {
-        let len = self.data.len() as u64;
-        let epoch = position / len;
-        if self.epoch_order.as_ref().is_none_or(|(e, _)| *e != epoch) {
-            let mut order: Vec<usize> = (0..self.data.len()).collect();
-            Xoshiro256PlusPlus::for_stream(self.config.seed, &[SHUFFLE_STREAM, epoch])
-                .shuffle(&mut order);
-            self.epoch_order = Some((epoch, order));
-        }
-        let order = &self.epoch_order.as_ref().expect("set above").1;
-        order[(position % len) as usize]
-    }
-
-    /// The batch of step `t` (tokens, dropped-out condition ids, per-sample orders) and its
-    /// random ratio.
-    fn batch(&mut self, t: u64) -> TrainResult<(RarInput, f64)> {
-        let b = self.config.batch_size;
-        let first = t * b as u64;
-        let mut tokens = Vec::with_capacity(b * TOY_TOKENS);
-        let mut classes = Vec::with_capacity(b);
-        for i in 0..b as u64 {
-            let index = self.item_index(first + i);
-            let item = self.data.get(index).ok_or_else(|| {
-                TrainError::InvalidSetting(format!("dataset index {index} out of range"))
-            })?;
-            tokens.extend(item.tokens.iter().map(|&x| x as i64));
-            classes.push(item.class);
-        }
-        let ratio = self.randomness.ratio(t);
-        let layouts = self
-            .orders
-            .sample_batch(t, first, b, ratio)
-            .into_iter()
-            .map(|o| SequenceLayout::new(o.order))
-            .collect::<rar_core::Result<Vec<_>>>()?;
-        let space = self.config.model.token_space();
-        let mut rng = Xoshiro256PlusPlus::for_stream(self.config.seed, &[LABEL_DROPOUT_STREAM, t]);
-        let ids = drop_class_labels_with_rng(
-            &classes,
-            self.config.model.class_label_dropout,
-            &space,
-            &mut rng,
-        )?;
-        let input = RarInput {
-            tokens: Tensor::<2, Int>::from_data(
-                TensorData::new(tokens, [b, TOY_TOKENS]),
-                &self.device,
-            ),
-            condition: condition_tensor(&ids, &self.device),
-            orders: BatchOrders::new(layouts, &self.device)?,
-        };
-        Ok((input, ratio))
-    }
-
-    /// Runs one optimizer step; returns its scalars and random ratio.
-    pub fn train_step(&mut self) -> TrainResult<(StepStats, f64)> {
-        let t = self.optim.step();
-        let (input, ratio) = self.batch(t)?;
-        // On error the model is gone with the step, so keep a (cheap, shared) handle.
-        let model = self.model.clone();
-        let (model, stats) = self.optim.train_step(model, input)?;
-        self.model = model;
-        Ok((stats, ratio))
+        self.step
     }
 
     /// Trains until `config.steps` optimizer steps are done, calling `on_log` every
@@ -342,125 +550,672 @@ impl ToyTrainer {
     }
 
     /// [`Self::run`], stopping once `stop` optimizer steps are done (at most `config.steps`).
-    /// Checkpoints are written every `config.checkpoint_every` steps when
-    /// `config.checkpoint_dir` is set.
+    ///
+    /// Builds burn-train's [`Learner`] (the model wrapped in [`RarLearnerModel`], the
+    /// [`ModuleOptimizer`](burn::optim::ModuleOptimizer) of
+    /// [`AdamWSettings::init`](crate::AdamWSettings::init) with the saved state loaded, a
+    /// [`RarLrScheduler`] at the current step) and launches it through [`SupervisedTraining`]
+    /// with this crate's step-level strategy (on a helper thread; `on_log` runs on the calling
+    /// thread as lines arrive). On error the model and optimizer state stay those of the last
+    /// good step, and the checkpoints already written are kept.
     pub fn run_until(
         &mut self,
         stop: u64,
         mut on_log: impl FnMut(&StepMetrics),
     ) -> TrainResult<Vec<StepMetrics>> {
         let stop = stop.min(self.config.steps);
+        if self.step >= stop {
+            return Ok(Vec::new());
+        }
+        let ndev = self.devices.len();
+        let accum = self.config.accum_steps;
+        let micro = self.config.micro_batch_size(ndev)?;
+        let ctx = Arc::new(self.config.step_context(accum * ndev, self.step)?);
+        let wrapper = RarLearnerModel::new(self.model.clone(), ctx.clone());
+        let optim = self.config.adamw.init(&wrapper)?;
+        let scheduler =
+            RarLrScheduler::new(self.config.lr_schedule()?, self.step, ctx.step_counter());
+        let mut learner = Learner::new(wrapper, optim, scheduler);
+        if let Some(bytes) = &self.optimizer {
+            let record = OptimizerRecord::from_bytes(bytes.clone())
+                .map_err(|e| TrainError::Learner(format!("optimizer state: {e:?}")))?;
+            learner.load_optim(record);
+        }
+        if let Some(record) = self.scheduler.take() {
+            learner.load_scheduler(record);
+        }
+        if ctx.step() != self.step {
+            return Err(TrainError::Learner(format!(
+                "the LR scheduler is at step {} but the run at step {}",
+                ctx.step(),
+                self.step
+            )));
+        }
+
+        let per_step = (accum * ndev) as u64;
+        let plan = BatchPlan {
+            micro_batch_size: micro,
+            start: self.step * per_step,
+            end: stop * per_step,
+            stride: 1,
+        };
+        let train: TrainLoader<RarLearnerModel> = Arc::new(StepLoader::new(
+            self.source.clone(),
+            self.config.seed,
+            plan,
+            self.devices[0].clone(),
+        ));
+        let valid: ValidLoader<RarLearnerModel> = Arc::new(StepLoader::new(
+            self.source.clone(),
+            self.config.seed,
+            BatchPlan {
+                end: plan.start,
+                ..plan
+            },
+            self.devices[0].clone().inner(),
+        ));
+        let (tx, rx) = channel::<StepMetrics>();
+        let outcome = Arc::new(Mutex::new(RunOutcome::default()));
+        let strategy = StepStrategy {
+            source: self.source.clone(),
+            config: self.config.clone(),
+            devices: self.devices.clone(),
+            stop,
+            tx: Mutex::new(Some(tx)),
+            outcome: outcome.clone(),
+        };
+        let directory = std::env::temp_dir().join(format!("rar-train-{}", std::process::id()));
         let mut history = Vec::new();
-        let mut window: Vec<(StepStats, f64)> = Vec::new();
-        let mut started = Instant::now();
-        while self.optim.step() < stop {
-            window.push(self.train_step()?);
-            let done = self.optim.step();
-            if let Some(dir) = self.config.checkpoint_dir.clone()
-                && self.config.checkpoint_every > 0
-                && done.is_multiple_of(self.config.checkpoint_every)
-            {
-                self.save_checkpoint(Path::new(&dir))?;
+        let joined = std::thread::scope(|scope| {
+            let handle = std::thread::Builder::new()
+                .name("rar-train".into())
+                .stack_size(64 << 20)
+                .spawn_scoped(scope, move || {
+                    let training = SupervisedTraining::new(directory, train, valid)
+                        .with_training_strategy(TrainingStrategy::Custom(Arc::new(strategy)))
+                        .with_application_logger(None)
+                        .with_metric_logger(InMemoryMetricLogger::new())
+                        .renderer(Box::new(QuietRenderer))
+                        .num_epochs(1);
+                    let _ = training.launch(learner);
+                });
+            for m in rx {
+                on_log(&m);
+                history.push(m);
             }
-            let log_now = (self.config.log_every > 0 && done.is_multiple_of(self.config.log_every))
-                || done == self.config.steps;
-            if log_now && !window.is_empty() {
-                let n = window.len() as f64;
-                let (last, ratio) = *window.last().expect("non-empty");
+            handle.map(|h| h.join())
+        });
+        let mut outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(|e| e.into_inner()));
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => {
+                return Err(outcome.error.take().unwrap_or_else(|| {
+                    TrainError::Learner("the training thread panicked".into())
+                }));
+            }
+        }
+        if let Some(model) = outcome.model.take() {
+            self.model = model.rar;
+        }
+        if let Some(bytes) = outcome.optimizer.take() {
+            self.optimizer = Some(bytes);
+        }
+        self.step = outcome.step;
+        match outcome.error {
+            Some(e) => Err(e),
+            None => Ok(history),
+        }
+    }
+
+    /// Writes `dir/checkpoint-{step:08}/` for the current state (see [`write_checkpoint`]).
+    pub fn save_checkpoint(&self, dir: &Path) -> TrainResult<PathBuf> {
+        let optimizer = match &self.optimizer {
+            Some(bytes) => OptimizerRecord::from_bytes(bytes.clone())
+                .map_err(|e| TrainError::Learner(format!("optimizer state: {e:?}")))?,
+            None => {
+                let wrapper = RarLearnerModel::new(
+                    self.model.clone(),
+                    Arc::new(self.config.step_context(1, self.step)?),
+                );
+                self.config.adamw.init(&wrapper)?.to_record()
+            }
+        };
+        let scheduler = ModuleLrScheduler::new(RarLrScheduler::new(
+            self.config.lr_schedule()?,
+            self.step,
+            Arc::new(Default::default()),
+        ))
+        .to_record();
+        write_checkpoint(
+            dir,
+            self.step,
+            &self.model,
+            optimizer,
+            scheduler,
+            &self.config,
+        )
+    }
+}
+
+/// What a launched run hands back to its [`Trainer`].
+#[derive(Default)]
+struct RunOutcome {
+    model: Option<RarLearnerModel>,
+    optimizer: Option<Bytes>,
+    step: u64,
+    error: Option<TrainError>,
+}
+
+/// The step-level strategy: see the [module docs](self).
+struct StepStrategy<S: TokenSource + 'static> {
+    source: Arc<S>,
+    config: TrainingConfig,
+    devices: Vec<Device>,
+    stop: u64,
+    tx: Mutex<Option<Sender<StepMetrics>>>,
+    outcome: Arc<Mutex<RunOutcome>>,
+}
+
+/// A slot a capturing checkpointer fills, with a condition variable to wait on.
+type Slot<R> = Arc<(Mutex<Option<(usize, R)>>, Condvar)>;
+
+/// A [`Checkpointer`] that hands the record to the training loop instead of writing it.
+struct Capture<R> {
+    slot: Slot<R>,
+}
+
+impl<R: Checkpoint> Checkpointer<R> for Capture<R> {
+    fn save(&self, epoch: usize, record: R) -> Result<(), CheckpointerError> {
+        let (lock, cv) = &*self.slot;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = Some((epoch, record));
+        cv.notify_all();
+        Ok(())
+    }
+
+    fn delete(&self, _epoch: usize) -> Result<(), CheckpointerError> {
+        Ok(())
+    }
+
+    fn restore(&self, epoch: usize) -> Result<R, CheckpointerError> {
+        Err(CheckpointerError::Unknown(format!(
+            "checkpoint {epoch}: records are only captured, never restored"
+        )))
+    }
+}
+
+fn take_slot<R>(slot: &Slot<R>, epoch: usize) -> TrainResult<R> {
+    let (lock, cv) = &**slot;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if guard.as_ref().is_some_and(|(e, _)| *e == epoch) {
+            return Ok(guard.take().expect("checked").1);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(TrainError::Learner(format!(
+                "the Learner's checkpointer did not deliver the records of step {epoch}"
+            )));
+        }
+        guard = cv
+            .wait_timeout(guard, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// Saves on every call (the folder rotation is ours).
+struct AlwaysSave;
+
+impl CheckpointingStrategy for AlwaysSave {
+    fn checkpointing(&mut self, _epoch: usize, _: &EventStoreClient) -> Vec<CheckpointingAction> {
+        vec![CheckpointingAction::Save]
+    }
+}
+
+/// burn's [`LearningCheckpointer`] with capturing checkpointers: the public path to the
+/// Learner's optimizer and scheduler records.
+struct RecordTap {
+    checkpointer: LearningCheckpointer<RarLearnerModel>,
+    optim: Slot<OptimizerRecord>,
+    sched: Slot<LrSchedulerRecord>,
+}
+
+impl RecordTap {
+    fn new(interrupter: &Interrupter) -> Self {
+        let model: Slot<ModuleRecord> = Arc::default();
+        let optim: Slot<OptimizerRecord> = Arc::default();
+        let sched: Slot<LrSchedulerRecord> = Arc::default();
+        let checkpointer = LearningCheckpointer::new(
+            AsyncCheckpointer::new(Capture { slot: model }).with_interrupter(interrupter.clone()),
+            AsyncCheckpointer::new(Capture {
+                slot: optim.clone(),
+            })
+            .with_interrupter(interrupter.clone()),
+            AsyncCheckpointer::new(Capture {
+                slot: sched.clone(),
+            })
+            .with_interrupter(interrupter.clone()),
+            Box::new(AlwaysSave),
+        );
+        Self {
+            checkpointer,
+            optim,
+            sched,
+        }
+    }
+
+    /// The Learner's optimizer and scheduler records (the model record, keyed by the
+    /// wrapper's paths, is dropped: checkpoints save the inner `Rar`).
+    fn records(
+        &mut self,
+        learner: &Learner<RarLearnerModel>,
+        step: u64,
+        store: &EventStoreClient,
+    ) -> TrainResult<(OptimizerRecord, LrSchedulerRecord)> {
+        let epoch = step as usize;
+        self.checkpointer.checkpoint(learner, epoch, store);
+        Ok((
+            take_slot(&self.optim, epoch)?,
+            take_slot(&self.sched, epoch)?,
+        ))
+    }
+}
+
+/// Sums of a logging window.
+#[derive(Default)]
+struct Window {
+    steps: u64,
+    loss: f64,
+    accuracy: f64,
+    grad_norm: f64,
+    tokens: usize,
+    started: Option<Instant>,
+}
+
+impl<S: TokenSource + 'static> StepStrategy<S> {
+    fn fault(step: u64, fault: StepFault) -> TrainError {
+        match fault {
+            StepFault::Forward(msg) => TrainError::Learner(format!("train step {step}: {msg}")),
+            StepFault::NonFiniteGradient(norm) => TrainError::NonFiniteGradient { step, norm },
+            StepFault::NoGradients => TrainError::NoGradients,
+        }
+    }
+
+    /// Reads a micro-batch's loss and accuracy back; a fault or a NaN/inf loss is an error.
+    fn check_micro(ctx: &StepContext, step: u64, item: &StepOutput) -> TrainResult<(f64, f64)> {
+        if let Some(fault) = ctx.take_fault() {
+            return Err(Self::fault(step, fault));
+        }
+        let loss = scalar(item.loss.clone());
+        if !loss.is_finite() {
+            return Err(TrainError::NonFiniteLoss { step, loss });
+        }
+        Ok((loss, scalar(item.accuracy.clone())))
+    }
+
+    fn next_batch(iter: &mut (dyn DataLoaderIterator<TokenBatch> + '_)) -> TrainResult<TokenBatch> {
+        iter.next()
+            .ok_or_else(|| TrainError::Learner("the data loader ran out of micro-batches".into()))?
+            .map_err(|e| TrainError::Learner(format!("data loader: {e}")))
+    }
+
+    /// The loop of the module docs, from the Learner's current step to `self.stop`.
+    fn drive(
+        &self,
+        learner: &mut Learner<RarLearnerModel>,
+        store: &EventStoreClient,
+        interrupter: &Interrupter,
+        tap: &mut RecordTap,
+        step: &mut u64,
+        tx: Option<&Sender<StepMetrics>>,
+    ) -> TrainResult<()> {
+        let ctx = learner.model().context().clone();
+        let config = &self.config;
+        let ndev = self.devices.len();
+        let accum = config.accum_steps;
+        let per_step = (accum * ndev) as u64;
+        let micro = config.micro_batch_size(ndev)?;
+        *step = ctx.step();
+        let loaders: Vec<StepLoader<S>> = (0..ndev)
+            .map(|d| {
+                StepLoader::new(
+                    self.source.clone(),
+                    config.seed,
+                    BatchPlan {
+                        micro_batch_size: micro,
+                        start: *step * per_step + d as u64,
+                        end: self.stop * per_step,
+                        stride: ndev as u64,
+                    },
+                    self.devices[d].clone(),
+                )
+            })
+            .collect();
+        let mut iters: Vec<Box<dyn DataLoaderIterator<TokenBatch> + '_>> =
+            loaders.iter().map(|l| l.iter()).collect();
+        let multi =
+            (ndev > 1).then(|| MultiDevicesTrainStep::<RarLearnerModel>::new(&self.devices));
+        let mut window = Window::default();
+        while *step < self.stop {
+            if interrupter.should_stop() {
+                break;
+            }
+            let t = *step;
+            window.started.get_or_insert_with(Instant::now);
+            let (mut loss, mut acc, mut tokens) = (0.0, 0.0, 0usize);
+            match &multi {
+                None => {
+                    let mut accumulator = GradientsAccumulator::<RarLearnerModel>::new();
+                    let mut single: Option<GradientsParams> = None;
+                    for _ in 0..accum {
+                        let batch = Self::next_batch(iters[0].as_mut())?;
+                        let out = learner.train_step(batch);
+                        let (l, a) = Self::check_micro(&ctx, t, &out.item)?;
+                        loss += l;
+                        acc += a;
+                        tokens += out.item.tokens;
+                        if accum == 1 {
+                            single = Some(out.grads);
+                        } else {
+                            accumulator.accumulate(&learner.model(), out.grads);
+                        }
+                    }
+                    let grads = single.unwrap_or_else(|| accumulator.grads());
+                    learner.lr_step();
+                    learner.optimizer_step(grads);
+                }
+                Some(multi) => {
+                    let mut accumulators: Vec<GradientsAccumulator<RarLearnerModel>> =
+                        (0..ndev).map(|_| GradientsAccumulator::new()).collect();
+                    for _ in 0..accum {
+                        let (outputs, _) = multi
+                            .step(&mut iters, &learner.model())
+                            .map_err(|e| TrainError::Learner(e.to_string()))?;
+                        if outputs.len() != ndev {
+                            return Err(TrainError::Learner(format!(
+                                "{} of {ndev} devices returned a micro-batch",
+                                outputs.len()
+                            )));
+                        }
+                        for o in outputs {
+                            let (l, a) = Self::check_micro(&ctx, t, &o.output.item)?;
+                            loss += l;
+                            acc += a;
+                            tokens += o.output.item.tokens;
+                            let device = o.output.item.loss.device();
+                            let d = self.devices.iter().position(|x| *x == device).unwrap_or(0);
+                            accumulators[d].accumulate(&learner.model(), o.output.grads);
+                        }
+                    }
+                    let grads = MultiGradientsParams {
+                        grads: accumulators
+                            .iter_mut()
+                            .zip(&self.devices)
+                            .map(|(a, d)| (a.grads(), d.clone()))
+                            .collect(),
+                    };
+                    learner.lr_step();
+                    learner.optimizer_step_multi(grads);
+                }
+            }
+            if let Some(fault) = ctx.take_fault() {
+                return Err(Self::fault(t, fault));
+            }
+            *step = t + 1;
+            if ctx.step() != *step {
+                return Err(TrainError::Learner(format!(
+                    "the LR scheduler counted {} optimizer steps, the loop {}",
+                    ctx.step(),
+                    *step
+                )));
+            }
+            let parts = per_step as f64;
+            window.steps += 1;
+            window.loss += loss / parts;
+            window.accuracy += acc / parts;
+            window.grad_norm += ctx.take_grad_norm().unwrap_or(f64::NAN);
+            window.tokens += tokens;
+            let done = *step;
+            let due = |every: u64| every > 0 && done.is_multiple_of(every);
+            if let Some(dir) = &config.checkpoint_dir
+                && due(config.checkpoint_every)
+            {
+                let (optim, sched) = tap.records(learner, done, store)?;
+                write_checkpoint(
+                    Path::new(dir),
+                    done,
+                    &learner.model().rar,
+                    optim,
+                    sched,
+                    config,
+                )?;
+            }
+            if let Some(dir) = &config.preview_dir
+                && due(config.preview_every)
+            {
+                write_preview(
+                    Path::new(dir),
+                    done,
+                    &learner.model().rar.valid(),
+                    self.source.as_ref(),
+                    config,
+                )?;
+            }
+            if due(config.log_every) || done == config.steps {
+                let n = window.steps as f64;
+                let elapsed = window
+                    .started
+                    .take()
+                    .map_or(1e-9, |s| s.elapsed().as_secs_f64().max(1e-9));
                 let metrics = StepMetrics {
                     step: done,
-                    loss: window.iter().map(|(s, _)| s.loss).sum::<f64>() / n,
-                    accuracy: window.iter().map(|(s, _)| s.accuracy).sum::<f64>() / n,
-                    lr: last.lr,
-                    random_ratio: ratio,
-                    grad_norm: window.iter().map(|(s, _)| s.grad_norm).sum::<f64>() / n,
-                    tokens_per_sec: n * (self.config.batch_size * TOY_TOKENS) as f64
-                        / started.elapsed().as_secs_f64().max(1e-9),
+                    loss: window.loss / n,
+                    accuracy: window.accuracy / n,
+                    lr: learner.lr_current().base(),
+                    random_ratio: ctx.ratio(t),
+                    grad_norm: window.grad_norm / n,
+                    tokens_per_sec: window.tokens as f64 / elapsed,
                 };
-                on_log(&metrics);
-                history.push(metrics);
-                window.clear();
-                started = Instant::now();
+                if let Some(tx) = tx {
+                    let _ = tx.send(metrics);
+                }
+                window = Window::default();
             }
         }
-        Ok(history)
+        Ok(())
     }
+}
 
-    /// Writes `dir/checkpoint-{step:08}/` (model, optimizer state, config, step) atomically —
-    /// into a temporary folder that is then renamed — and removes all but the newest
-    /// `config.keep_checkpoints`. Returns the checkpoint folder.
-    ///
-    /// Everything else a resume needs is a function of the step: the data position, the
-    /// orders, the label dropout and the learning rate. (Dropout masks come from the device
-    /// RNG, which is not saved: runs with dropout resume statistically, not bit-exactly.)
-    pub fn save_checkpoint(&self, dir: &Path) -> TrainResult<PathBuf> {
-        let step = self.optim.step();
-        let io = |path: &Path, e: std::io::Error| TrainError::Write {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+impl<S: TokenSource + 'static> SupervisedLearningStrategy<RarLearnerModel> for StepStrategy<S> {
+    fn fit(
+        &self,
+        components: TrainingComponents<RarLearnerModel>,
+        mut learner: Learner<RarLearnerModel>,
+        _train: TrainLoader<RarLearnerModel>,
+        _valid: ValidLoader<RarLearnerModel>,
+        _starting_epoch: usize,
+    ) -> (
+        RarLearnerModel,
+        SupervisedTrainingEventProcessor<RarLearnerModel>,
+    ) {
+        let TrainingComponents {
+            event_processor,
+            event_store,
+            interrupter,
+            ..
+        } = components;
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut tap = RecordTap::new(&interrupter);
+        let mut step = learner.model().context().step();
+        let mut result = self.drive(
+            &mut learner,
+            &event_store,
+            &interrupter,
+            &mut tap,
+            &mut step,
+            tx.as_ref(),
+        );
+        drop(tx);
+        // Hand the optimizer state back (also after an error: a failed step never reaches
+        // the optimizer, so this is the state of the last good step).
+        let optimizer = tap
+            .records(&learner, step, &event_store)
+            .and_then(|(optim, _)| {
+                optim
+                    .into_bytes()
+                    .map_err(|e| TrainError::Learner(format!("optimizer state: {e:?}")))
+            });
+        let optimizer = match optimizer {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                if result.is_ok() {
+                    result = Err(e);
+                }
+                None
+            }
         };
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let name = format!("checkpoint-{step:08}");
-        let tmp = dir.join(format!(".{name}.tmp"));
-        let target = dir.join(&name);
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        if result.is_ok()
+            && let Some(error) = interrupter.error()
+        {
+            result = Err(TrainError::Learner(error.to_string()));
         }
-        std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
-        self.model.save_burnpack(tmp.join("model.bpk"))?;
-        self.optim.save_state(&tmp.join("optimizer.bpk"))?;
-        let config_path = tmp.join("config.json");
-        self.config
-            .save(&config_path)
-            .map_err(|e| io(&config_path, e))?;
-        let step_path = tmp.join("step.txt");
-        std::fs::write(&step_path, format!("{step}\n")).map_err(|e| io(&step_path, e))?;
-        if target.exists() {
-            std::fs::remove_dir_all(&target).map_err(|e| io(&target, e))?;
+        let model = learner.model();
+        {
+            let mut out = self.outcome.lock().unwrap_or_else(|e| e.into_inner());
+            out.model = Some(model.clone());
+            out.optimizer = optimizer;
+            out.step = step;
+            out.error = result.err();
         }
-        std::fs::rename(&tmp, &target).map_err(|e| io(&target, e))?;
-        let mut all = list_checkpoints(dir)?;
-        while all.len() > self.config.keep_checkpoints.max(1) {
-            let (_, old) = all.remove(0);
-            std::fs::remove_dir_all(&old).map_err(|e| io(&old, e))?;
-        }
-        Ok(target)
+        (model, event_processor)
     }
+}
 
-    /// Resumes from the newest checkpoint in `dir` (see [`Self::save_checkpoint`]): model,
-    /// optimizer state, configuration and step. The model goes to `device.autodiff()`.
-    pub fn resume(dir: &Path, device: &Device) -> TrainResult<Self> {
-        let (step, path) = list_checkpoints(dir)?
-            .pop()
-            .ok_or_else(|| TrainError::Read {
-                path: dir.to_path_buf(),
-                reason: "no checkpoint-* folder".into(),
-            })?;
-        let config_path = path.join("config.json");
-        let config = ToyTrainingConfig::load(&config_path).map_err(|e| TrainError::Read {
-            path: config_path.clone(),
-            reason: e.to_string(),
-        })?;
-        config.check()?;
-        let device = device.clone().autodiff();
-        let model = Rar::from_burnpack(path.join("model.bpk"), &config.model, &device)?;
-        let optim = RarOptimizer::new(
-            &model,
-            &config.adamw,
-            config.lr_schedule()?,
-            config.max_grad_norm,
-        )?
-        .with_step(step)
-        .load_state(&path.join("optimizer.bpk"))?;
-        Self::assemble(config, model, optim, device)
+/// Writes `dir/checkpoint-{step:08}/` atomically — into a temporary folder that is then
+/// renamed — and removes all but the newest `config.keep_checkpoints`. Returns the folder.
+///
+/// Contents: `model.bpk` (the inner [`Rar`], reference parameter names), `optimizer.bpk`
+/// (the Learner's [`OptimizerRecord`]), `scheduler.bpk` (its [`LrSchedulerRecord`], holding
+/// the step), `config.json` and `step.txt`. Everything else a resume needs is a function of
+/// the step: the data position, the orders, the label dropout, the dropout masks and the LR.
+pub fn write_checkpoint(
+    dir: &Path,
+    step: u64,
+    model: &Rar,
+    optimizer: OptimizerRecord,
+    scheduler: LrSchedulerRecord,
+    config: &TrainingConfig,
+) -> TrainResult<PathBuf> {
+    let io = |path: &Path, e: String| TrainError::Write {
+        path: path.to_path_buf(),
+        reason: e,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e.to_string()))?;
+    let name = format!("checkpoint-{step:08}");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let target = dir.join(&name);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e.to_string()))?;
     }
+    std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e.to_string()))?;
+    model.save_burnpack(tmp.join("model.bpk"))?;
+    let optim_path = tmp.join("optimizer.bpk");
+    optimizer
+        .save(&optim_path)
+        .map_err(|e| io(&optim_path, format!("{e:?}")))?;
+    let sched_path = tmp.join("scheduler.bpk");
+    scheduler
+        .save(&sched_path)
+        .map_err(|e| io(&sched_path, format!("{e:?}")))?;
+    let config_path = tmp.join("config.json");
+    config
+        .save(&config_path)
+        .map_err(|e| io(&config_path, e.to_string()))?;
+    let step_path = tmp.join("step.txt");
+    std::fs::write(&step_path, format!("{step}\n")).map_err(|e| io(&step_path, e.to_string()))?;
+    if target.exists() {
+        std::fs::remove_dir_all(&target).map_err(|e| io(&target, e.to_string()))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(|e| io(&target, e.to_string()))?;
+    let mut all = list_checkpoints(dir)?;
+    while all.len() > config.keep_checkpoints.max(1) {
+        let (_, old) = all.remove(0);
+        std::fs::remove_dir_all(&old).map_err(|e| io(&old, e.to_string()))?;
+    }
+    Ok(target)
+}
 
-    /// Mean loss and token accuracy on the validation split (raster order, no label dropout,
-    /// no dropout).
-    pub fn validate(&self) -> TrainResult<(f64, f64)> {
-        let data = ToyDataset::new(self.config.seed.wrapping_add(1), self.config.val_size);
-        validation_loss(&self.model.valid(), &data, self.config.batch_size)
-    }
+/// Samples one grid per preview class (all classes by default) and writes
+/// `dir/preview-{step:08}.png` when the source can render tokens. Returns the file, if any.
+pub fn write_preview<S: TokenSource + ?Sized>(
+    dir: &Path,
+    step: u64,
+    model: &Rar,
+    source: &S,
+    config: &TrainingConfig,
+) -> TrainResult<Option<PathBuf>> {
+    let classes: Vec<usize> = if config.preview_classes.is_empty() {
+        (0..config.model.num_classes).collect()
+    } else {
+        config.preview_classes.clone()
+    };
+    let grids = sample_grids(
+        model,
+        &classes,
+        &config.preview_options()?,
+        config.seed ^ step,
+    )?;
+    let Some((w, h, rgb)) = source.render_preview(&grids)? else {
+        return Ok(None);
+    };
+    let io = |path: &Path, e: String| TrainError::Write {
+        path: path.to_path_buf(),
+        reason: e,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e.to_string()))?;
+    let path = dir.join(format!("preview-{step:08}.png"));
+    image::save_buffer(&path, &rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| io(&path, e.to_string()))?;
+    Ok(Some(path))
+}
+
+/// burn's renderer slot, kept silent: the metrics are this crate's [`StepMetrics`] lines (burn's
+/// `CliMetricsRenderer` prints only start/end lines, and the TUI is not compiled in).
+#[derive(Default)]
+struct QuietRenderer;
+
+impl MetricsRendererTraining for QuietRenderer {
+    fn update_train(&mut self, _state: MetricState) {}
+    fn update_valid(&mut self, _state: MetricState) {}
+}
+
+impl MetricsRendererEvaluation for QuietRenderer {
+    fn update_test(&mut self, _name: EvaluationName, _state: MetricState) {}
+}
+
+impl TrainingProgressLogger for QuietRenderer {
+    fn start(&mut self, _: usize, _: usize, _: Option<usize>, _: Option<&str>) {}
+    fn update_epoch(&mut self, _: usize) {}
+    fn start_split(&mut self, _: &str, _: usize) {}
+    fn update_split(&mut self, _: usize) {}
+    fn end_split(&mut self) {}
+    fn end(&mut self) {}
+    fn log_event_training(&mut self, _: String) {}
+}
+
+impl EvaluationProgressLogger for QuietRenderer {
+    fn start_global_progress(&mut self, _: usize) {}
+    fn start_test(&mut self, _: &str, _: usize) {}
+    fn update_test_progress(&mut self, _: usize) {}
+    fn end_test(&mut self) {}
+    fn end_global_progress(&mut self) {}
+    fn log_event_evaluation(&mut self, _: String) {}
+}
+
+impl MetricsRenderer for QuietRenderer {
+    fn manual_close(&mut self) {}
+    fn register_metric(&mut self, _: MetricDefinition) {}
 }
 
 /// The `checkpoint-*` folders of `dir` with their steps (read from `step.txt`), oldest
@@ -498,9 +1253,9 @@ pub fn list_checkpoints(dir: &Path) -> TrainResult<Vec<(u64, PathBuf)>> {
 
 /// Mean loss and token accuracy of `model` (use an inference model, e.g. `model.valid()`) on
 /// `data` in raster order with the true class labels.
-pub fn validation_loss(
+pub fn validation_loss<S: TokenSource + ?Sized>(
     model: &Rar,
-    data: &ToyDataset,
+    data: &S,
     batch_size: usize,
 ) -> TrainResult<(f64, f64)> {
     if data.is_empty() || batch_size == 0 {
@@ -510,22 +1265,32 @@ pub fn validation_loss(
     }
     let device = model.device();
     let space = model.config().token_space();
+    let n = data.image_seq_len();
     let (mut loss_sum, mut acc_sum, mut count) = (0.0, 0.0, 0usize);
     let mut start = 0;
     while start < data.len() {
         let end = (start + batch_size).min(data.len());
         let b = end - start;
-        let mut tokens = Vec::with_capacity(b * TOY_TOKENS);
+        let mut tokens = Vec::with_capacity(b * n);
         let mut ids = Vec::with_capacity(b);
         for i in start..end {
-            let item = data.get(i).expect("index below len");
-            tokens.extend(item.tokens.iter().map(|&x| x as i64));
-            ids.push(space.class_id(item.class)? as i64);
+            let (class, item) = data.get(i)?;
+            if item.len() != n {
+                return Err(TrainError::Data {
+                    index: i,
+                    reason: format!("{} tokens, expected {n}", item.len()),
+                });
+            }
+            tokens.extend(item.iter().map(|&x| x as i64));
+            ids.push(space.class_id(class)? as i64);
         }
-        let out = model.forward(RarInput {
-            tokens: Tensor::<2, Int>::from_data(TensorData::new(tokens, [b, TOY_TOKENS]), &device),
-            condition: condition_tensor(&ids, &device),
-            orders: BatchOrders::raster(b, TOY_TOKENS, &device)?,
+        let out = model.forward(rar_model::RarInput {
+            tokens: Tensor::<2, burn::tensor::Int>::from_data(
+                burn::tensor::TensorData::new(tokens, [b, n]),
+                &device,
+            ),
+            condition: rar_model::condition::condition_tensor(&ids, &device),
+            orders: rar_model::BatchOrders::raster(b, n, &device)?,
         })?;
         loss_sum += scalar(out.loss()) * b as f64;
         acc_sum += scalar(out.accuracy()) * b as f64;
@@ -535,23 +1300,22 @@ pub fn validation_loss(
     Ok((loss_sum / count as f64, acc_sum / count as f64))
 }
 
-/// Samples one grid per class with the KV-cached sampler and checks each against its class.
-/// The device RNG is seeded with `seed` (under this crate's RNG lock), so the result is
-/// reproducible per backend.
-/// Returns the token grids (raster order) and the share the checker accepts.
-pub fn sample_validity(
+/// Samples one token grid per entry of `classes` with the KV-cached sampler (raster order
+/// for the released models). The device RNG is seeded with `seed` under this crate's RNG
+/// lock, so the result is reproducible per backend.
+pub fn sample_grids(
     model: &Rar,
     classes: &[usize],
     options: &SamplingOptions,
     seed: u64,
-) -> TrainResult<(Vec<Vec<u32>>, f64)> {
+) -> TrainResult<Vec<Vec<u32>>> {
     if classes.is_empty() {
         return Err(TrainError::InvalidSetting(
-            "sample_validity needs at least one class".into(),
+            "sampling needs at least one class".into(),
         ));
     }
     let ids = {
-        let _guard = RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = rng_guard();
         Sampler::new(model).sample(classes, options, Some(seed))?
     };
     let n = model.config().image_seq_len;
@@ -560,10 +1324,22 @@ pub fn sample_validity(
         .convert::<i64>()
         .try_into_vec::<i64>()
         .map_err(|e| TrainError::InvalidSetting(format!("sampled ids: {e:?}")))?;
-    let grids: Vec<Vec<u32>> = flat
+    Ok(flat
         .chunks(n)
         .map(|row| row.iter().map(|&x| x as u32).collect())
-        .collect();
+        .collect())
+}
+
+/// Samples one grid per class with the KV-cached sampler and checks each against its toy
+/// class ([`is_valid_instance`]); seeded as [`sample_grids`].
+/// Returns the token grids (raster order) and the share the checker accepts.
+pub fn sample_validity(
+    model: &Rar,
+    classes: &[usize],
+    options: &SamplingOptions,
+    seed: u64,
+) -> TrainResult<(Vec<Vec<u32>>, f64)> {
+    let grids = sample_grids(model, classes, options, seed)?;
     let valid = grids
         .iter()
         .zip(classes)

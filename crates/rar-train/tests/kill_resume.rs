@@ -1,5 +1,7 @@
 //! A training run killed with SIGKILL (a child process) and resumed from its last checkpoint
-//! continues the loss curve of an uninterrupted run.
+//! continues the loss curve of an uninterrupted run — with dropout and attention dropout 0.1
+//! (the masks are keyed by `(seed, step, micro-batch)`) and gradient accumulation over two
+//! micro-batches (the checkpoint step counts optimizer steps).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,12 +20,13 @@ fn config(dir: Option<&Path>) -> ToyTrainingConfig {
         .with_image_seq_len(TOY_TOKENS)
         .with_codebook_size(TOY_CODEBOOK)
         .with_num_classes(TOY_CLASSES)
-        .with_dropout(0.0)
-        .with_attn_drop(0.0);
+        .with_dropout(0.1)
+        .with_attn_drop(0.1);
     // Far more steps than the child lives: it is always killed mid-run.
     ToyTrainingConfig::new(model, AdamWSettings::new())
         .with_steps(100_000)
         .with_batch_size(4)
+        .with_accum_steps(2)
         .with_base_lr(3e-3)
         .with_warmup_steps(2)
         .with_train_size(64)

@@ -13,7 +13,11 @@ use rar_core::WarmupCosineLr;
 use rar_core::parity::{Fixture, parity_dir_for_tests, rar_model_dirs, read_json, rel_err};
 use rar_model::checkpoint::checkpoint_key_to_module_path;
 use rar_model::{BatchOrders, Rar, RarConfig, RarInput};
-use rar_train::{AdamWSettings, RarOptimizer, forward_backward, weight_decay_groups};
+use rar_train::learner::StepContextSettings;
+use rar_train::{
+    AdamWSettings, RarLearnerModel, RarLrScheduler, RarOptimizer, StepContext, forward_backward,
+    weight_decay_groups,
+};
 
 const GRAD_TOL: f64 = 1e-4;
 const PARAM_TOL: f64 = 1e-5;
@@ -244,7 +248,68 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
         let want_lr = step.f32("lr").data[0] as f64;
         let lr_err = ((optim.lr() - want_lr) / want_lr).abs();
         assert!(lr_err <= 1e-6, "{name}: lr {} vs {want_lr}", optim.lr());
+        // The same update through burn-train's Learner: the wrapper's parameter paths for the
+        // AdamW groups, global clipping in its `optimize`, the LR from `RarLrScheduler`.
+        let learner_pass = forward_backward(
+            &model,
+            RarInput {
+                tokens: ints(
+                    tokens.data.clone(),
+                    [tokens.shape[0], tokens.shape[1]],
+                    &device,
+                ),
+                condition: ints(cond.data.clone(), [cond.shape[0]], &device),
+                orders: BatchOrders::from_orders(&order_rows, &device).unwrap(),
+            },
+        )
+        .expect("forward/backward");
+        let ctx = std::sync::Arc::new(
+            StepContext::new(
+                StepContextSettings {
+                    seed: 0,
+                    randomness: rar_core::RandomnessSchedule::new(0, 0).unwrap(),
+                    image_seq_len: config.image_seq_len,
+                    class_label_dropout: 0.0,
+                    space: config.token_space(),
+                    max_grad_norm,
+                    micro_batches_per_step: 1,
+                },
+                global_step,
+            )
+            .unwrap(),
+        );
+        let wrapper = RarLearnerModel::new(model.clone(), ctx.clone());
+        let mut learner = burn::train::Learner::new(
+            wrapper.clone(),
+            adamw.init(&wrapper).unwrap(),
+            RarLrScheduler::new(schedule, global_step, ctx.step_counter()),
+        );
+        learner.lr_step();
+        let learner_lr = learner.lr_current().base();
+        assert!(
+            ((learner_lr - want_lr) / want_lr).abs() <= 1e-6,
+            "{name}: Learner lr {learner_lr} vs {want_lr}"
+        );
+        assert_eq!(ctx.step(), global_step + 1, "the scheduler counts the step");
+        learner.optimizer_step(learner_pass.grads);
+        let learner_norm = ctx.take_grad_norm().expect("the Learner step clipped");
+        let learner_params = collect(&learner.model().rar, None);
+
         let (model, stats) = optim.apply(model, pass).expect("optimizer step");
+        assert!(
+            (learner_norm - stats.grad_norm).abs() <= 1e-6 * stats.grad_norm,
+            "{name}/{dev_name}: Learner grad norm {learner_norm} vs {}",
+            stats.grad_norm
+        );
+        let direct_params = collect(&model, None);
+        let mut worst_learner = 0.0f64;
+        for (path, got) in &learner_params {
+            worst_learner = worst_learner.max(rel_err(got, &direct_params[path]));
+        }
+        assert!(
+            worst_learner <= 1e-6,
+            "{name}/{dev_name}: the Learner's update differs from RarOptimizer's by {worst_learner:e}"
+        );
         let e = rel_err(&[stats.grad_norm as f32], &step.f32("grad_total_norm").data);
         assert!(
             e <= GRAD_TOL,

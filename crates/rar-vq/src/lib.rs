@@ -11,7 +11,10 @@
 //! * [`grid::write_png_grid`]: tile images into one PNG.
 //! * [`preprocess`]: image loading and the reference's ADM centre crop / ten-crop.
 //! * [`pretokenize()`](pretokenize::pretokenize) writes token shards ([`shard`]);
-//!   [`TokenDataset`] reads a finished run back for training.
+//!   [`TokenDataset`] reads a finished run back for training, all in memory;
+//!   [`ShardStream`] ([`stream`]) streams it instead with bounded memory (a few shards' worth),
+//!   in a seeded shuffled order that is a pure function of `(seed, epoch, position)`, with
+//!   random access by global position for exact resume.
 #![warn(missing_docs)]
 
 pub mod config;
@@ -26,6 +29,7 @@ pub mod pretokenize;
 pub mod quantizer;
 pub mod resblock;
 pub mod shard;
+pub mod stream;
 pub mod tokenizer;
 pub mod weights;
 
@@ -38,6 +42,7 @@ pub use pretokenize::{
     ImageFolder, PretokenizeOptions, PretokenizeSummary, ShardIndex, TokenDataset, pretokenize,
 };
 pub use shard::{Shard, ShardHeader};
+pub use stream::{CursorStats, RecordLocation, ShardCursor, ShardStream, StreamOptions};
 pub use tokenizer::Tokenizer;
 pub use weights::{OFFICIAL_CHECKPOINT_NAME, WeightsFormat, read_tensor_info};
 

@@ -1,0 +1,341 @@
+//! Training on rar-vq token shards through the library path of the `train_imagenet` example
+//! ([`TrainingRecipe`] → [`TrainingConfig`], [`ShardSource`], [`Trainer`]): a tiny shard set
+//! written with rar-vq's writer, a tiny RAR matching it, a few steps on ndarray (flex without
+//! that feature), a checkpoint, a resume that continues the loss curve exactly, previews
+//! decoded by a tokenizer, and clear errors for shard sets that do not fit the model.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use burn::tensor::Device;
+use rar_model::RarConfig;
+use rar_train::{ShardSource, TokenSource, TrainError, Trainer, TrainingConfig, TrainingRecipe};
+use rar_vq::pretokenize::{INDEX_FILE, INDEX_VERSION, ShardEntry, shard_file_name};
+use rar_vq::{Shard, ShardIndex, StreamOptions, Tokenizer, TokenizerConfig};
+
+/// Tokens per record (a 4×4 grid).
+const N: usize = 16;
+/// Codebook size.
+const V: usize = 16;
+/// Classes.
+const CLASSES: usize = 3;
+/// Records per shard (3 images × 2 crops).
+const PER_SHARD: usize = 6;
+/// Shards.
+const SHARDS: usize = 3;
+
+/// Serialises the tests of this file: the tokenizer's random initialisation draws from burn's
+/// process-global device RNG, which the trainer reseeds for its dropout masks, so a tokenizer
+/// built while another test trains would change that run's masks.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn device() -> Device {
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    return Device::ndarray();
+    #[cfg(not(feature = "ndarray"))]
+    return Device::flex();
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("rar-shard-training-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Writes `SHARDS` shards of `PER_SHARD` records with `n` tokens each: class-dependent
+/// patterns, so that a model can learn something.
+fn write_set(dir: &Path, n: usize) {
+    let mut entries = Vec::new();
+    for s in 0..SHARDS {
+        let mut labels = Vec::new();
+        let mut tokens = Vec::new();
+        for r in 0..PER_SHARD {
+            let class = (s + r / 2) % CLASSES;
+            labels.push(class as u16);
+            tokens.extend((0..n).map(|i| ((class * 5 + i + r % 2) % V) as u16));
+        }
+        let file = shard_file_name(s);
+        Shard::new(n as u32, V as u32, 2, labels, tokens)
+            .unwrap()
+            .write(dir.join(&file))
+            .unwrap();
+        entries.push(ShardEntry {
+            file,
+            first_image: s * PER_SHARD / 2,
+            num_images: PER_SHARD / 2,
+            num_records: PER_SHARD as u64,
+            skipped: Vec::new(),
+        });
+    }
+    let index = ShardIndex {
+        version: INDEX_VERSION,
+        tokens_per_record: n as u32,
+        codebook_size: V as u32,
+        crop_mode: "center-flip".into(),
+        crops_per_image: 2,
+        image_size: 8,
+        classes: (0..CLASSES).map(|c| format!("n{c:08}")).collect(),
+        num_images: SHARDS * PER_SHARD / 2,
+        images_fingerprint: "test".into(),
+        images_per_shard: PER_SHARD / 2,
+        shards: entries,
+    };
+    std::fs::write(dir.join(INDEX_FILE), serde_json::to_string(&index).unwrap()).unwrap();
+}
+
+/// One shard per window (several windows per epoch); 18 records, so 6 steps of 4 cross an
+/// epoch boundary.
+fn options(seed: u64, window_shards: usize) -> StreamOptions {
+    StreamOptions::new(seed)
+        .with_window_shards(window_shards)
+        .with_chunks_per_shard(2)
+}
+
+fn model() -> RarConfig {
+    RarConfig::new(32, 1, 2, 64)
+        .with_image_seq_len(N)
+        .with_codebook_size(V)
+        .with_num_classes(CLASSES)
+}
+
+/// The example's path: the recipe in absolute steps, then the run's settings.
+fn config(steps: u64) -> TrainingConfig {
+    TrainingRecipe {
+        steps,
+        batch_size: 4,
+        base_lr: 3e-3,
+        warmup_steps: 2.min(steps),
+        anneal_start_step: 2.min(steps),
+        anneal_end_step: 4.min(steps),
+        seed: 7,
+        ..TrainingRecipe::official()
+    }
+    .training_config(model())
+    .unwrap()
+    .with_log_every(1)
+}
+
+fn losses(history: &[rar_train::StepMetrics]) -> Vec<f64> {
+    history.iter().map(|m| m.loss).collect()
+}
+
+#[test]
+fn shard_training_checkpoints_and_resumes_on_the_same_loss_curve() {
+    let _serial = serial();
+    let dir = scratch("resume");
+    let shards = dir.join("shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    write_set(&shards, N);
+    let ck = dir.join("ck");
+    let steps = 6;
+
+    // The uninterrupted run: sequential reading, no seek, positions 0..24 in stream order.
+    let source = ShardSource::open(&shards, options(7, 1)).unwrap();
+    assert!(source.provides_order());
+    let mut full = Trainer::with_source(config(steps), source, vec![device()]).unwrap();
+    assert!(
+        full.config()
+            .data_order
+            .as_deref()
+            .is_some_and(|k| k.contains("seed 7, window_shards 1"))
+    );
+    let full_losses = losses(&full.run(|_| {}).unwrap());
+    assert_eq!(full_losses.len(), steps as usize);
+    assert!(full_losses.iter().all(|l| l.is_finite()));
+    assert_eq!(full.source().seeks(), 0, "sequential reading never seeks");
+    assert_eq!(full.source().position(), steps * 4);
+    assert!(full.source().cursor_stats().windows_loaded >= 4);
+
+    // The interrupted run: 3 steps, a checkpoint, then a resume in a fresh trainer.
+    let interrupted = config(steps)
+        .with_checkpoint_dir(Some(ck.to_string_lossy().into_owned()))
+        .with_checkpoint_every(3);
+    let source = ShardSource::open(&shards, options(7, 1)).unwrap();
+    let mut first = Trainer::with_source(interrupted, source, vec![device()]).unwrap();
+    let head = losses(&first.run_until(3, |_| {}).unwrap());
+    assert_eq!(head, full_losses[..3], "same data, same steps");
+    drop(first);
+
+    let mut resumed = Trainer::try_resume_with_source(
+        &ck,
+        |c| ShardSource::open(&shards, options(c.seed, 1)),
+        vec![device()],
+    )
+    .unwrap();
+    assert_eq!(resumed.step(), 3);
+    let tail = losses(&resumed.run(|_| {}).unwrap());
+    assert_eq!(
+        tail,
+        full_losses[3..],
+        "the loss curve continues identically"
+    );
+    assert_eq!(
+        resumed.source().seeks(),
+        1,
+        "one seek to the resumed position"
+    );
+    assert_eq!(resumed.source().position(), steps * 4);
+
+    // Other stream settings would read other samples at the resumed step: refused.
+    let err = Trainer::try_resume_with_source(
+        &ck,
+        |c| ShardSource::open(&shards, options(c.seed, 2)),
+        vec![device()],
+    )
+    .err()
+    .expect("a different window size is refused");
+    let msg = err.to_string();
+    assert!(matches!(err, TrainError::InvalidSetting(_)), "{msg}");
+    assert!(
+        msg.contains("window_shards 1") && msg.contains("window_shards 2"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn tiny_tokenizer() -> Tokenizer {
+    TokenizerConfig::new()
+        .with_base_channels(8)
+        .with_channel_multipliers(vec![1, 2])
+        .with_num_res_blocks(1)
+        .with_z_channels(4)
+        .with_codebook_size(V)
+        .with_norm_groups(4)
+        .with_resolution(8)
+        .init(&device())
+        .unwrap()
+}
+
+#[test]
+fn previews_are_decoded_with_a_tokenizer_and_skipped_without() {
+    let _serial = serial();
+    let dir = scratch("preview");
+    let shards = dir.join("shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    write_set(&shards, N);
+    let run = |source: ShardSource, name: &str| {
+        let previews = dir.join(name);
+        let config = config(2)
+            .with_preview_every(2)
+            .with_preview_classes(vec![0, 1, 2, 1, 0, 2, 1])
+            .with_preview_guidance(4.0)
+            .with_preview_guidance_power(Some(1.0))
+            .with_preview_dir(Some(previews.to_string_lossy().into_owned()));
+        let mut trainer = Trainer::with_source(config, source, vec![device()]).unwrap();
+        trainer.run(|_| {}).unwrap();
+        previews.join(format!("preview-{:08}.png", 2))
+    };
+    let plain = run(ShardSource::open(&shards, options(7, 1)).unwrap(), "plain");
+    assert!(!plain.exists(), "no tokenizer, no preview");
+    let source = ShardSource::open(&shards, options(7, 1))
+        .unwrap()
+        .with_tokenizer(tiny_tokenizer())
+        .unwrap();
+    let png = run(source, "decoded");
+    let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+    // 7 images of 8×8 pixels in rows of 5: 2 rows.
+    assert_eq!((img.width(), img.height()), (5 * 8, 2 * 8));
+
+    // A tokenizer with another codebook does not fit the shards.
+    let other = TokenizerConfig::new()
+        .with_base_channels(8)
+        .with_channel_multipliers(vec![1, 2])
+        .with_num_res_blocks(1)
+        .with_z_channels(4)
+        .with_codebook_size(32)
+        .with_norm_groups(4)
+        .with_resolution(8)
+        .init(&device())
+        .unwrap();
+    let err = ShardSource::open(&shards, options(7, 1))
+        .unwrap()
+        .with_tokenizer(other)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("32 codes") && err.contains("16"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// CRC-32 (IEEE), to rewrite a shard's header after patching its payload.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn shard_sets_that_do_not_fit_are_clear_errors() {
+    let _serial = serial();
+    let dir = scratch("invalid");
+
+    // Tokens per record: 8 in the shards, 16 in the model.
+    let short = dir.join("short");
+    std::fs::create_dir_all(&short).unwrap();
+    write_set(&short, 8);
+    let source = ShardSource::open(&short, options(7, 1)).unwrap();
+    let err = source.check_model(&model()).unwrap_err().to_string();
+    assert!(
+        err.contains("tokens per sample 8 (the model's image_seq_len is 16)"),
+        "{err}"
+    );
+    assert!(err.contains(&short.display().to_string()), "{err}");
+    let err = Trainer::with_source(config(1), source, vec![device()])
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("tokens per sample 8"), "{err}");
+
+    // Class count and codebook size.
+    let fine = dir.join("fine");
+    std::fs::create_dir_all(&fine).unwrap();
+    write_set(&fine, N);
+    let source = ShardSource::open(&fine, options(7, 1)).unwrap();
+    let err = source
+        .check_model(&model().with_num_classes(1000).with_codebook_size(1024))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("class count 3 (the model's num_classes is 1000)")
+            && err.contains("codebook size 16 (the model's codebook_size is 1024)"),
+        "{err}"
+    );
+
+    // A token id at or above the codebook size inside a shard (checksum kept valid, so only
+    // the range check can catch it): the run stops with the file, record and value.
+    let path = fine.join(shard_file_name(1));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let tokens_at = 40 + 2 * PER_SHARD;
+    let record = 4;
+    let at = tokens_at + 2 * (record * N + 3);
+    bytes[at..at + 2].copy_from_slice(&40u16.to_le_bytes());
+    let crc = crc32(&bytes[40..]);
+    bytes[32..36].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let source = ShardSource::open(&fine, options(7, 8)).unwrap();
+    let mut trainer = Trainer::with_source(config(2), source, vec![device()]).unwrap();
+    let err = trainer.run(|_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains(&shard_file_name(1))
+            && err.contains("record 4")
+            && err.contains("token 40 is not below the codebook size 16"),
+        "{err}"
+    );
+    assert_eq!(trainer.step(), 0, "no update from a bad batch");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
