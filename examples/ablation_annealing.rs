@@ -5,7 +5,7 @@
 //! NLL (raster order) and sample validity per variant.
 //!
 //! ```text
-//! cargo run --release --example ablation_annealing -- --steps 300
+//! cargo run --release --example ablation_annealing   # table and reading: docs/ABLATION.md
 //! ```
 //!
 //! The random-order samples use one uniformly random permutation per sample
@@ -58,10 +58,10 @@ struct Args {
     #[arg(long, default_value = "flex")]
     device: String,
     /// Optimizer steps per variant.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 1500)]
     steps: u64,
     /// Batch size.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 16)]
     batch_size: usize,
     /// Hidden width (depth 3, 4 heads).
     #[arg(long, default_value_t = 128)]
@@ -76,7 +76,7 @@ struct Args {
     #[arg(long, default_value_t = 0.75)]
     anneal_end: f64,
     /// Samples per class for the validity rate.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 10)]
     per_class: usize,
     /// Classifier-free guidance scale (constant; 0 = off).
     #[arg(long, default_value_t = 2.0)]

@@ -12,34 +12,15 @@
 use anyhow::Result;
 use clap::Parser;
 use rar::core::GuidanceSchedule;
-use rar::model::RarConfig;
 use rar::sample::{Sampler, SamplingOptions};
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
 #[command(about = "Measure RAR sampling throughput (KV cache vs full recompute)")]
 struct Args {
-    /// Hidden width C.
-    #[arg(long, default_value_t = 256)]
-    hidden: usize,
-    /// Number of blocks.
-    #[arg(long, default_value_t = 4)]
-    depth: usize,
-    /// Attention heads.
-    #[arg(long, default_value_t = 8)]
-    heads: usize,
-    /// MLP width.
-    #[arg(long, default_value_t = 1024)]
-    mlp: usize,
-    /// Image tokens N.
-    #[arg(long, default_value_t = 256)]
-    tokens: usize,
-    /// Codebook size V.
-    #[arg(long, default_value_t = 1024)]
-    codebook: usize,
-    /// Number of classes.
-    #[arg(long, default_value_t = 1000)]
-    classes: usize,
+    /// Model size.
+    #[command(flatten)]
+    shape: rar::bench::ModelShape,
     /// Images per batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -63,12 +44,11 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = rar::device::parse_device(&args.device)?;
-    let config = RarConfig::new(args.hidden, args.depth, args.heads, args.mlp)
-        .with_image_seq_len(args.tokens)
-        .with_codebook_size(args.codebook)
-        .with_num_classes(args.classes);
+    let config = args.shape.config();
     let model = config.try_init(&device)?;
-    let classes: Vec<usize> = (0..args.batch).map(|i| (i * 97) % args.classes).collect();
+    let classes: Vec<usize> = (0..args.batch)
+        .map(|i| (i * 97) % args.shape.classes)
+        .collect();
     let options = SamplingOptions {
         guidance: GuidanceSchedule::power_cosine(args.guidance, args.guidance_pow)?,
         temperature: 1.0,
@@ -76,17 +56,8 @@ fn main() -> Result<()> {
     };
     let mut sampler = Sampler::new(&model);
     println!(
-        "model: C {} D {} H {} I {} N {} V {} ({:.2} M params); batch {}; guidance {}; device {}",
-        args.hidden,
-        args.depth,
-        args.heads,
-        args.mlp,
-        args.tokens,
-        args.codebook,
-        config.num_params() as f64 / 1e6,
-        args.batch,
-        args.guidance,
-        args.device
+        "model: {}; batch {}; guidance {}; device {}",
+        args.shape, args.batch, args.guidance, args.device
     );
 
     let time_batch = |sampler: &mut Sampler, options: &SamplingOptions, seed| -> Result<f64> {
@@ -103,7 +74,7 @@ fn main() -> Result<()> {
     }
     times.sort_by(f64::total_cmp);
     let cached = times[times.len() / 2];
-    let generated = (args.batch * args.tokens) as f64;
+    let generated = (args.batch * args.shape.tokens) as f64;
     println!(
         "kv cache:       {cached:.3} s/batch (median of {}), {:.0} tokens/s, {:.2} images/s",
         args.repeats,

@@ -17,4 +17,5 @@ pub use rar_sample as sample;
 pub use rar_train as train;
 pub use rar_vq as vq;
 
+pub mod bench;
 pub mod device;

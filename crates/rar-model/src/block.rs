@@ -22,6 +22,7 @@ use crate::attention::{Attention, AttentionConfig, Qkv};
 use crate::cache::LayerKv;
 use crate::init;
 use crate::mlp::{Mlp, MlpConfig};
+use crate::train_ops::{layer_norm_module, linear_chunks};
 
 /// Configuration of [`RarBlock`].
 #[derive(Config, Debug)]
@@ -60,6 +61,7 @@ impl RarBlockConfig {
                 .with_dropout(self.dropout)
                 .init(device),
             ada_ln_modulation: init::linear_zeros(c, 6 * c, device),
+            layer_norm_eps: self.layer_norm_eps,
         }
     }
 }
@@ -78,6 +80,8 @@ pub struct RarBlock {
     /// adaLN modulation `C → 6C` (checkpoint key `adaLN_modulation.1`; index 0 of the
     /// reference's `Sequential` is the parameter-free SiLU).
     pub ada_ln_modulation: Linear,
+    /// Epsilon of `norm1` and `norm2` (kept here because burn's `LayerNorm` hides its own).
+    pub layer_norm_eps: f64,
 }
 
 /// `x ⊙ (1 + scale) + shift`.
@@ -92,7 +96,7 @@ pub(crate) fn modulate<const D: usize>(
 impl RarBlock {
     /// The six modulation chunks for condition `SiLU(c)` `[B, L, C]`.
     fn modulation(&self, silu_c: Tensor<3>) -> Vec<Tensor<3>> {
-        self.ada_ln_modulation.forward(silu_c).chunk(6, 2)
+        linear_chunks(&self.ada_ln_modulation, silu_c, 6)
     }
 
     /// Full-sequence forward with a causal mask. `x`, `silu_c`: `[B, L, C]`.
@@ -127,9 +131,17 @@ impl RarBlock {
         let mut next = || m.next().expect("adaLN modulation has six chunks");
         let (shift_a, scale_a, gate_a) = (next(), next(), next());
         let (shift_m, scale_m, gate_m) = (next(), next(), next());
-        let h = modulate(self.norm1.forward(x.clone()), shift_a, scale_a);
+        let h = modulate(
+            layer_norm_module(&self.norm1, x.clone(), self.layer_norm_eps),
+            shift_a,
+            scale_a,
+        );
         let x = x + gate_a * attention(&self.attn, h);
-        let h = modulate(self.norm2.forward(x.clone()), shift_m, scale_m);
+        let h = modulate(
+            layer_norm_module(&self.norm2, x.clone(), self.layer_norm_eps),
+            shift_m,
+            scale_m,
+        );
         x + gate_m * self.mlp.forward(h)
     }
 }

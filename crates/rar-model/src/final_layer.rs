@@ -7,11 +7,11 @@
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::tensor::module::layer_norm;
 use burn::tensor::{Device, Tensor};
 
 use crate::block::modulate;
 use crate::init;
+use crate::train_ops::{layer_norm, linear_chunks};
 
 /// Final adaLN layer (checkpoint prefix `adaln_before_head`). Its LayerNorm has no
 /// parameters, so the only weights are the modulation Linear's.
@@ -34,18 +34,12 @@ impl FinalLayer {
 
     /// Applies the layer: `x`, `silu_c` `[B, L, C]` → `[B, L, C]`.
     pub fn forward(&self, x: Tensor<3>, silu_c: Tensor<3>) -> Tensor<3> {
-        let mut chunks = self
-            .ada_ln_modulation
-            .forward(silu_c)
-            .chunk(2, 2)
-            .into_iter();
+        let mut chunks = linear_chunks(&self.ada_ln_modulation, silu_c, 2).into_iter();
         let scale = chunks.next().expect("two chunks");
         let shift = chunks.next().expect("two chunks");
-        let c = x.dims()[2];
         // burn's LayerNorm module always carries a learnable gamma; the reference's final norm
-        // has none, so call the functional op with a constant unit scale and no bias.
-        let ones = Tensor::<1>::ones([c], &x.device());
-        let normed = layer_norm(x, ones, None, self.eps);
+        // has none, so call the functional op without scale and bias.
+        let normed = layer_norm(x, None, None, self.eps);
         modulate(normed, shift, scale)
     }
 }

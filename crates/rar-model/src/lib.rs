@@ -83,6 +83,7 @@ pub mod loss;
 pub mod mlp;
 pub mod model;
 pub mod orders;
+pub mod train_ops;
 
 pub use cache::{DecodeOrder, DecodePlan, KvCache};
 pub use checkpoint::{CheckpointFormat, LoadedCheckpoint};
