@@ -3,26 +3,14 @@
 //! written, dropout runs are reproducible, and CPU devices are refused for multi-device
 //! training.
 
+mod common;
+
 use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::tensor::Device;
-use rar_model::RarConfig;
-use rar_train::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS};
-use rar_train::{AdamWSettings, ToyTrainer, ToyTrainingConfig, TrainError, list_checkpoints};
+use rar_train::{ToyTrainer, ToyTrainingConfig, TrainError, list_checkpoints};
 
 fn tiny(steps: u64) -> ToyTrainingConfig {
-    let model = RarConfig::new(32, 1, 2, 64)
-        .with_image_seq_len(TOY_TOKENS)
-        .with_codebook_size(TOY_CODEBOOK)
-        .with_num_classes(TOY_CLASSES)
-        .with_dropout(0.0)
-        .with_attn_drop(0.0);
-    ToyTrainingConfig::new(model, AdamWSettings::new())
-        .with_steps(steps)
-        .with_batch_size(4)
-        .with_base_lr(3e-3)
-        .with_warmup_steps(2)
-        .with_train_size(64)
-        .with_log_every(1)
+    common::tiny_toy_config(steps)
 }
 
 fn losses(config: ToyTrainingConfig) -> Vec<f64> {

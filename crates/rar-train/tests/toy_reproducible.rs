@@ -3,25 +3,13 @@
 //! device RNG (parameter initialisation) is process-global, so concurrent tests would
 //! interleave their draws.
 
+mod common;
+
 use burn::tensor::Device;
-use rar_model::RarConfig;
-use rar_train::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS};
-use rar_train::{AdamWSettings, ToyTrainer, ToyTrainingConfig};
+use rar_train::{ToyTrainer, ToyTrainingConfig};
 
 fn tiny() -> ToyTrainingConfig {
-    let model = RarConfig::new(32, 1, 2, 64)
-        .with_image_seq_len(TOY_TOKENS)
-        .with_codebook_size(TOY_CODEBOOK)
-        .with_num_classes(TOY_CLASSES)
-        .with_dropout(0.0)
-        .with_attn_drop(0.0);
-    ToyTrainingConfig::new(model, AdamWSettings::new())
-        .with_steps(8)
-        .with_batch_size(4)
-        .with_base_lr(3e-3)
-        .with_warmup_steps(2)
-        .with_train_size(64)
-        .with_log_every(1)
+    common::tiny_toy_config(8)
 }
 
 fn losses(trainer: &mut ToyTrainer, stop: u64) -> Vec<f64> {

@@ -1,14 +1,14 @@
 //! The training loop on the toy dataset, on a tiny model: it learns, it is reproducible, it
 //! logs, a non-finite loss stops it, and the trained model samples through the KV cache.
 
+mod common;
+
 use burn::tensor::Device;
 use rar_core::{GuidanceSchedule, ScanOrder};
-use rar_model::RarConfig;
 use rar_sample::SamplingOptions;
-use rar_train::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS};
+use rar_train::toy::{TOY_CODEBOOK, TOY_TOKENS};
 use rar_train::{
-    AdamWSettings, StepMetrics, ToyTrainer, ToyTrainingConfig, TrainError, render_grid,
-    sample_validity,
+    StepMetrics, ToyTrainer, ToyTrainingConfig, TrainError, render_grid, sample_validity,
 };
 
 fn device() -> Device {
@@ -16,18 +16,7 @@ fn device() -> Device {
 }
 
 fn tiny(steps: u64) -> ToyTrainingConfig {
-    let model = RarConfig::new(32, 1, 2, 64)
-        .with_image_seq_len(TOY_TOKENS)
-        .with_codebook_size(TOY_CODEBOOK)
-        .with_num_classes(TOY_CLASSES)
-        .with_dropout(0.0)
-        .with_attn_drop(0.0);
-    ToyTrainingConfig::new(model, AdamWSettings::new())
-        .with_steps(steps)
-        .with_batch_size(4)
-        .with_base_lr(3e-3)
-        .with_warmup_steps(2)
-        .with_train_size(64)
+    common::tiny_toy_config(steps)
         .with_val_size(8)
         .with_log_every(5)
 }

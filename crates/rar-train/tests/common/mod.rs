@@ -1,0 +1,23 @@
+//! Shared pieces of rar-train's integration tests.
+
+use rar_model::RarConfig;
+use rar_train::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS};
+use rar_train::{AdamWSettings, ToyTrainingConfig};
+
+/// A tiny toy run (1 block of width 32, batch 4, 64 training samples, no dropout) that
+/// trains for `steps` optimizer steps and logs every step; tests override what they vary.
+pub fn tiny_toy_config(steps: u64) -> ToyTrainingConfig {
+    let model = RarConfig::new(32, 1, 2, 64)
+        .with_image_seq_len(TOY_TOKENS)
+        .with_codebook_size(TOY_CODEBOOK)
+        .with_num_classes(TOY_CLASSES)
+        .with_dropout(0.0)
+        .with_attn_drop(0.0);
+    ToyTrainingConfig::new(model, AdamWSettings::new())
+        .with_steps(steps)
+        .with_batch_size(4)
+        .with_base_lr(3e-3)
+        .with_warmup_steps(2)
+        .with_train_size(64)
+        .with_log_every(1)
+}
