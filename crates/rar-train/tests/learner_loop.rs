@@ -14,13 +14,7 @@ fn tiny(steps: u64) -> ToyTrainingConfig {
 }
 
 fn losses(config: ToyTrainingConfig) -> Vec<f64> {
-    ToyTrainer::new(config, &Device::flex())
-        .unwrap()
-        .run(|_| {})
-        .unwrap()
-        .iter()
-        .map(|m| m.loss)
-        .collect()
+    common::toy_losses(config)
 }
 
 #[test]

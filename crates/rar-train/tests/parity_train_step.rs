@@ -190,7 +190,8 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
             "{name}"
         );
 
-        let input = RarInput {
+        // The fixture's batch (built twice: for the reference step and the Learner's).
+        let make_input = || RarInput {
             tokens: ints(
                 tokens.data.clone(),
                 [tokens.shape[0], tokens.shape[1]],
@@ -199,6 +200,7 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
             condition: ints(cond.data.clone(), [cond.shape[0]], &device),
             orders: BatchOrders::from_orders(&order_rows, &device).unwrap(),
         };
+        let input = make_input();
         let pass = forward_backward(&model, input).expect("forward/backward");
 
         // Loss and pre-clip gradients.
@@ -250,19 +252,7 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
         assert!(lr_err <= 1e-6, "{name}: lr {} vs {want_lr}", optim.lr());
         // The same update through burn-train's Learner: the wrapper's parameter paths for the
         // AdamW groups, global clipping in its `optimize`, the LR from `RarLrScheduler`.
-        let learner_pass = forward_backward(
-            &model,
-            RarInput {
-                tokens: ints(
-                    tokens.data.clone(),
-                    [tokens.shape[0], tokens.shape[1]],
-                    &device,
-                ),
-                condition: ints(cond.data.clone(), [cond.shape[0]], &device),
-                orders: BatchOrders::from_orders(&order_rows, &device).unwrap(),
-            },
-        )
-        .expect("forward/backward");
+        let learner_pass = forward_backward(&model, make_input()).expect("forward/backward");
         let ctx = std::sync::Arc::new(
             StepContext::new(
                 StepContextSettings {

@@ -24,15 +24,7 @@ fn losses(trainer: &mut ToyTrainer, stop: u64) -> Vec<f64> {
 #[test]
 fn same_seed_same_loss_curve_different_seed_different_curve() {
     let config = tiny();
-    let run = |config: ToyTrainingConfig| {
-        ToyTrainer::new(config, &Device::flex())
-            .unwrap()
-            .run(|_| {})
-            .unwrap()
-            .iter()
-            .map(|m| m.loss)
-            .collect::<Vec<_>>()
-    };
+    let run = common::toy_losses;
     let a = run(config.clone());
     let b = run(config.clone());
     assert_eq!(a.len(), 8);

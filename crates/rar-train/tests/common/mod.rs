@@ -1,8 +1,9 @@
 //! Shared pieces of rar-train's integration tests.
 
+use burn::tensor::Device;
 use rar_model::RarConfig;
 use rar_train::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS};
-use rar_train::{AdamWSettings, ToyTrainingConfig};
+use rar_train::{AdamWSettings, ToyTrainer, ToyTrainingConfig};
 
 /// A tiny toy run (1 block of width 32, batch 4, 64 training samples, no dropout) that
 /// trains for `steps` optimizer steps and logs every step; tests override what they vary.
@@ -20,4 +21,16 @@ pub fn tiny_toy_config(steps: u64) -> ToyTrainingConfig {
         .with_warmup_steps(2)
         .with_train_size(64)
         .with_log_every(1)
+}
+
+/// Trains `config` from scratch on flex and returns the logged losses.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn toy_losses(config: ToyTrainingConfig) -> Vec<f64> {
+    ToyTrainer::new(config, &Device::flex())
+        .unwrap()
+        .run(|_| {})
+        .unwrap()
+        .iter()
+        .map(|m| m.loss)
+        .collect()
 }
