@@ -14,7 +14,7 @@
 use anyhow::{Context, Result};
 use burn::module::Module;
 use clap::Parser;
-use rar::core::{GuidanceSchedule, OrderSampler, ScanOrder};
+use rar::core::OrderSampler;
 use rar::model::{Rar, RarConfig};
 use rar::sample::{Sampler, SamplingOptions};
 use rar::train::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS, is_valid_instance};
@@ -78,12 +78,9 @@ struct Args {
     /// Samples per class for the validity rate.
     #[arg(long, default_value_t = 10)]
     per_class: usize,
-    /// Classifier-free guidance scale (constant; 0 = off).
-    #[arg(long, default_value_t = 2.0)]
-    guidance: f32,
-    /// Sampling temperature.
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
+    /// How to sample.
+    #[command(flatten)]
+    sampling: rar::cli::ToySampling,
     /// Seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -112,18 +109,7 @@ fn main() -> Result<()> {
         ("random only", 1.0, 1.0),
         ("annealed", args.anneal_start, args.anneal_end),
     ];
-    let options = SamplingOptions {
-        guidance: if args.guidance > 0.0 {
-            GuidanceSchedule::constant(args.guidance)?
-        } else {
-            GuidanceSchedule::off()
-        },
-        temperature: args.temperature,
-        top_k: None,
-        top_p: None,
-        order: ScanOrder::RowMajor,
-        use_cache: true,
-    };
+    let options = args.sampling.options()?;
     let classes: Vec<usize> = (0..TOY_CLASSES)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();

@@ -25,9 +25,7 @@
 use anyhow::{Context, Result};
 use burn::module::Module;
 use clap::Parser;
-use rar::core::{GuidanceSchedule, ScanOrder};
 use rar::model::RarConfig;
-use rar::sample::SamplingOptions;
 use rar::train::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_SIDE, TOY_TOKENS};
 use rar::train::{AdamWSettings, ToyTrainer, ToyTrainingConfig, render_grid, sample_validity};
 use std::path::PathBuf;
@@ -66,18 +64,9 @@ struct Args {
     /// Samples per class in the grid.
     #[arg(long, default_value_t = 10)]
     per_class: usize,
-    /// Classifier-free guidance scale (constant; 0 = off).
-    #[arg(long, default_value_t = 2.0)]
-    guidance: f32,
-    /// Sampling temperature.
-    #[arg(long, default_value_t = 0.8)]
-    temperature: f32,
-    /// Keep only the k most likely colours at each step.
-    #[arg(long)]
-    top_k: Option<usize>,
-    /// Nucleus sampling mass.
-    #[arg(long)]
-    top_p: Option<f32>,
+    /// How to sample.
+    #[command(flatten)]
+    sampling: rar::cli::ToySampling,
     /// Seed of data, orders, initialisation and sampling.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -152,18 +141,7 @@ fn main() -> Result<()> {
         (model, val_loss)
     };
 
-    let options = SamplingOptions {
-        guidance: if args.guidance > 0.0 {
-            GuidanceSchedule::constant(args.guidance)?
-        } else {
-            GuidanceSchedule::off()
-        },
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        order: ScanOrder::RowMajor,
-        use_cache: true,
-    };
+    let options = args.sampling.options()?;
     let classes: Vec<usize> = (0..TOY_CLASSES)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
@@ -172,8 +150,8 @@ fn main() -> Result<()> {
     println!(
         "sampled {} grids (KV cache, guidance {}, temperature {}) in {:.1} s",
         grids.len(),
-        args.guidance,
-        args.temperature,
+        args.sampling.guidance,
+        args.sampling.temperature,
         sample_start.elapsed().as_secs_f64()
     );
     for c in 0..TOY_CLASSES {

@@ -18,4 +18,5 @@ pub use rar_train as train;
 pub use rar_vq as vq;
 
 pub mod bench;
+pub mod cli;
 pub mod device;
