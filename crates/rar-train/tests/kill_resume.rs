@@ -3,46 +3,27 @@
 //! (the masks are keyed by `(seed, step, micro-batch)`) and gradient accumulation over two
 //! micro-batches (the checkpoint step counts optimizer steps).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
-use rar_model::RarConfig;
-use rar_train::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS};
-use rar_train::{AdamWSettings, ToyTrainer, ToyTrainingConfig, list_checkpoints};
+use rar_train::{ToyTrainer, ToyTrainingConfig, list_checkpoints};
 
 /// Set in the child process: its checkpoint directory.
 const CHILD_ENV: &str = "RAR_TRAIN_KILL_CHILD_DIR";
 
 fn config(dir: Option<&Path>) -> ToyTrainingConfig {
-    let model = RarConfig::new(32, 1, 2, 64)
-        .with_image_seq_len(TOY_TOKENS)
-        .with_codebook_size(TOY_CODEBOOK)
-        .with_num_classes(TOY_CLASSES)
-        .with_dropout(0.1)
-        .with_attn_drop(0.1);
+    let tiny = common::tiny_toy_config(100_000);
+    let model = tiny.model.clone().with_dropout(0.1).with_attn_drop(0.1);
     // Far more steps than the child lives: it is always killed mid-run.
-    ToyTrainingConfig::new(model, AdamWSettings::new())
-        .with_steps(100_000)
-        .with_batch_size(4)
+    ToyTrainingConfig { model, ..tiny }
         .with_accum_steps(2)
-        .with_base_lr(3e-3)
-        .with_warmup_steps(2)
-        .with_train_size(64)
-        .with_log_every(1)
         .with_checkpoint_dir(dir.map(|d| d.to_string_lossy().into_owned()))
         .with_checkpoint_every(2)
         .with_keep_checkpoints(2)
-}
-
-fn losses(trainer: &mut ToyTrainer, stop: u64) -> Vec<f64> {
-    trainer
-        .run_until(stop, |_| {})
-        .unwrap()
-        .iter()
-        .map(|m| m.loss)
-        .collect()
 }
 
 #[test]
@@ -88,10 +69,10 @@ fn sigkilled_run_resumes_on_the_same_loss_curve() {
         from >= 6 && from.is_multiple_of(2),
         "resumed at step {from}"
     );
-    let got = losses(&mut resumed, from + 3);
+    let got = common::losses_until(&mut resumed, from + 3);
 
     let mut full = ToyTrainer::new(config(None), &Device::flex()).unwrap();
-    let want = losses(&mut full, from + 3);
+    let want = common::losses_until(&mut full, from + 3);
     assert_eq!(got.len(), 3);
     for (k, (a, b)) in got.iter().zip(&want[from as usize..]).enumerate() {
         assert!(

@@ -12,15 +12,6 @@ fn tiny() -> ToyTrainingConfig {
     common::tiny_toy_config(8)
 }
 
-fn losses(trainer: &mut ToyTrainer, stop: u64) -> Vec<f64> {
-    trainer
-        .run_until(stop, |_| {})
-        .unwrap()
-        .iter()
-        .map(|m| m.loss)
-        .collect()
-}
-
 #[test]
 fn same_seed_same_loss_curve_different_seed_different_curve() {
     let config = tiny();
@@ -52,11 +43,11 @@ fn resumed_run_continues_the_same_loss_curve() {
         .with_checkpoint_every(3)
         .with_keep_checkpoints(2);
     let mut full = ToyTrainer::new(config.clone().with_checkpoint_dir(None), &device).unwrap();
-    let want = losses(&mut full, 10);
+    let want = common::losses_until(&mut full, 10);
 
     // Interrupted run: checkpoints at 3 and 6, stopped at step 7 (step 7's work is lost).
     let mut first = ToyTrainer::new(config, &device).unwrap();
-    let got_first = losses(&mut first, 7);
+    let got_first = common::losses_until(&mut first, 7);
     drop(first);
     assert_eq!(got_first[..], want[..7]);
     let kept = rar_train::list_checkpoints(&dir).unwrap();
@@ -65,7 +56,7 @@ fn resumed_run_continues_the_same_loss_curve() {
 
     let mut resumed = ToyTrainer::resume(&dir, &device).unwrap();
     assert_eq!(resumed.step(), 6);
-    let got = losses(&mut resumed, 10);
+    let got = common::losses_until(&mut resumed, 10);
     assert_eq!(got.len(), 4);
     for (k, (a, b)) in got.iter().zip(&want[6..]).enumerate() {
         assert!(

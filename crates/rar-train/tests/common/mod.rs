@@ -34,3 +34,14 @@ pub fn toy_losses(config: ToyTrainingConfig) -> Vec<f64> {
         .map(|m| m.loss)
         .collect()
 }
+
+/// Runs `trainer` until `stop` optimizer steps are done and returns the logged losses.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn losses_until(trainer: &mut ToyTrainer, stop: u64) -> Vec<f64> {
+    trainer
+        .run_until(stop, |_| {})
+        .unwrap()
+        .iter()
+        .map(|m| m.loss)
+        .collect()
+}
