@@ -35,7 +35,8 @@ use std::time::Instant;
 #[derive(Parser, Debug)]
 #[command(about = "Train a small RAR on the embedded toy dataset and sample from it")]
 struct Args {
-    /// Device: flex, ndarray, wgpu[:N], cuda[:N].
+    /// Device: flex, ndarray, wgpu[:N], cuda[:N]; a comma-separated list (`cuda:0,cuda:1`)
+    /// trains data-parallel over those devices (the batch must split evenly over them).
     #[arg(long, default_value = "flex")]
     device: String,
     /// Optimizer steps.
@@ -88,7 +89,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let device = rar::device::parse_device(&args.device)?;
+    let devices = rar::device::parse_devices(&args.device)?;
+    let device = devices[0].clone();
     let model = RarConfig::new(args.hidden, args.depth, args.heads, 4 * args.hidden)
         .with_image_seq_len(TOY_TOKENS)
         .with_codebook_size(TOY_CODEBOOK)
@@ -126,7 +128,7 @@ fn main() -> Result<()> {
         println!("loaded {}; validation loss {val_loss:.4}", path.display());
         (model, val_loss)
     } else {
-        let mut trainer = ToyTrainer::new(config, &device)?;
+        let mut trainer = ToyTrainer::new_on_devices(config, devices)?;
         trainer.run(|m| println!("{m}"))?;
         let train_time = start.elapsed();
         let (val_loss, val_acc) = trainer.validate()?;

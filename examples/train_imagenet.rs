@@ -51,7 +51,7 @@ struct Args {
     #[arg(long, conflicts_with = "preset")]
     config: Option<PathBuf>,
     /// Training devices, comma-separated (flex, ndarray, cuda:0,cuda:1 …); several devices
-    /// must be GPUs.
+    /// train data-parallel (burn-train's multi-device step).
     #[arg(long, default_value = "flex")]
     devices: String,
     /// Global batch: samples per optimizer step over all devices and micro-batches.

@@ -42,7 +42,7 @@ pub mod toy;
 pub mod trainer;
 
 pub use error::{Result, TrainError};
-pub use learner::{RarLearnerModel, RarLrScheduler, StepContext, StepOutput, is_cpu_device};
+pub use learner::{RarLearnerModel, RarLrScheduler, StepContext, StepOutput};
 pub use optim::{AdamWSettings, WeightDecayGroups, clip_grad_norm_global, weight_decay_groups};
 pub use shards::{PREVIEW_CLASSES, ShardSource, TrainingRecipe};
 pub use source::{BatchPlan, StepLoader, TokenBatch, TokenSource};

@@ -19,7 +19,8 @@
 //!
 //! With several devices, each micro-batch is split over the devices with burn-train's
 //! [`MultiDevicesTrainStep`] (the machinery of `ExecutionStrategy::multi`) and the gradients
-//! are merged in [`RarLearnerModel`]'s `optimize_multi`; CPU devices are refused there.
+//! are merged in [`RarLearnerModel`]'s `optimize_multi` (CPU devices work too, see
+//! [`Trainer::new_on_devices`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Sender, channel};
@@ -58,7 +59,7 @@ use rar_sample::{Sampler, SamplingOptions};
 use crate::error::{Result as TrainResult, TrainError};
 use crate::learner::{
     RarLearnerModel, RarLrScheduler, StepContext, StepContextSettings, StepFault, StepOutput,
-    is_cpu_device, rng_guard, scheduler_record_step,
+    rng_guard, scheduler_record_step,
 };
 use crate::optim::AdamWSettings;
 use crate::source::{BatchPlan, StepLoader, TokenBatch, TokenSource};
@@ -364,20 +365,17 @@ pub struct Trainer<S: TokenSource + 'static> {
 /// A training run on the embedded toy dataset.
 pub type ToyTrainer = Trainer<ToyDataset>;
 
-/// Checks a device list: non-empty, and no CPU device when there are several (burn's
-/// collective ops do not run on the CPU backends). Returns the autodiff devices.
+/// Checks a device list (non-empty) and returns the autodiff devices.
+///
+/// Several devices train data-parallel through burn-train's [`MultiDevicesTrainStep`] (one
+/// worker thread per device, gradients summed on each parameter's device), which needs no
+/// collective ops, so CPU devices work too: `[flex, flex]` runs the same code path as a list
+/// of GPUs, with both workers sharing the CPU.
 fn training_devices(devices: Vec<Device>) -> TrainResult<Vec<Device>> {
-    let names = format!("{devices:?}");
     if devices.is_empty() {
         return Err(TrainError::Devices {
-            devices: names,
+            devices: format!("{devices:?}"),
             reason: "at least one device is needed".into(),
-        });
-    }
-    if devices.len() > 1 && devices.iter().any(is_cpu_device) {
-        return Err(TrainError::Devices {
-            devices: names,
-            reason: "multi-device training needs GPU devices (cuda, rocm, wgpu…); burn-train's multi-device strategies do not support CPU backends (flex, ndarray, cpu) — train on one CPU device instead".into(),
         });
     }
     Ok(devices.into_iter().map(|d| d.autodiff()).collect())
@@ -391,7 +389,8 @@ impl ToyTrainer {
         Self::new_on_devices(config, vec![device.clone()])
     }
 
-    /// [`Self::new`] on several devices (data parallel; GPU devices only).
+    /// [`Self::new`] on several devices (data parallel: each optimizer step's micro-batches are
+    /// split over the devices).
     pub fn new_on_devices(config: TrainingConfig, devices: Vec<Device>) -> TrainResult<Self> {
         let data = ToyDataset::new(config.seed, config.train_size);
         Trainer::with_source(config, data, devices)
@@ -929,7 +928,7 @@ impl<S: TokenSource + 'static> StepStrategy<S> {
                     let mut accumulators: Vec<GradientsAccumulator<RarLearnerModel>> =
                         (0..ndev).map(|_| GradientsAccumulator::new()).collect();
                     for _ in 0..accum {
-                        let (outputs, _) = multi
+                        let (mut outputs, _) = multi
                             .step(&mut iters, &learner.model())
                             .map_err(|e| TrainError::Learner(e.to_string()))?;
                         if outputs.len() != ndev {
@@ -938,13 +937,16 @@ impl<S: TokenSource + 'static> StepStrategy<S> {
                                 outputs.len()
                             )));
                         }
+                        // Outputs arrive in completion order. Device `d` is fed the micro-batches
+                        // `≡ d (mod ndev)` (see the loaders above), so the index names the
+                        // device, and sorting makes every sum independent of thread timing.
+                        outputs.sort_by_key(|o| o.output.item.micro_batch);
                         for o in outputs {
                             let (l, a) = Self::check_micro(&ctx, t, &o.output.item)?;
                             loss += l;
                             acc += a;
                             tokens += o.output.item.tokens;
-                            let device = o.output.item.loss.device();
-                            let d = self.devices.iter().position(|x| *x == device).unwrap_or(0);
+                            let d = (o.output.item.micro_batch % ndev as u64) as usize;
                             accumulators[d].accumulate(&learner.model(), o.output.grads);
                         }
                     }
