@@ -26,7 +26,7 @@
 use anyhow::{Context, Result};
 use burn::module::Module;
 use clap::Parser;
-use rar::model::RarConfig;
+use rar::model::{ComputePrecision, RarConfig};
 use rar::train::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_SIDE, TOY_TOKENS};
 use rar::train::{AdamWSettings, ToyTrainer, ToyTrainingConfig, render_grid, sample_validity};
 use std::path::PathBuf;
@@ -39,6 +39,10 @@ struct Args {
     /// trains data-parallel over those devices (the batch must split evenly over them).
     #[arg(long, default_value = "flex")]
     device: String,
+    /// Precision of the matrix products: f32, or bf16 over fp32 weights (the reference's
+    /// training precision; on CPUs bf16 products are emulated and slower).
+    #[arg(long, default_value = "f32", value_parser = rar::cli::parse_precision)]
+    precision: ComputePrecision,
     /// Optimizer steps.
     #[arg(long, default_value_t = 2500)]
     steps: u64,
@@ -106,6 +110,7 @@ fn main() -> Result<()> {
         .with_anneal_start(args.anneal_start)
         .with_anneal_end(args.anneal_end)
         .with_seed(args.seed)
+        .with_precision(args.precision)
         .with_val_size(250)
         .with_log_every(args.log_every);
     println!(

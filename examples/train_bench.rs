@@ -21,7 +21,7 @@ use clap::Parser;
 use rar::core::rng::Xoshiro256PlusPlus;
 use rar::core::{OrderSampler, SequenceLayout, WarmupCosineLr};
 use rar::model::condition::{condition_tensor, drop_class_labels_with_rng};
-use rar::model::{BatchOrders, RarConfig, RarInput};
+use rar::model::{BatchOrders, ComputePrecision, RarConfig, RarInput, with_compute_precision};
 use rar::train::{AdamWSettings, RarOptimizer};
 use std::time::Instant;
 
@@ -58,6 +58,9 @@ struct Args {
     /// Device: flex, ndarray, wgpu, cuda:N … (its autodiff variant is used).
     #[arg(long, default_value = "flex")]
     device: String,
+    /// Precision of the matrix products: f32, or bf16 over fp32 weights.
+    #[arg(long, default_value = "f32", value_parser = rar::cli::parse_precision)]
+    precision: ComputePrecision,
 }
 
 /// CPU time of the whole process (all threads, user + system) in seconds, from
@@ -144,8 +147,14 @@ fn main() -> Result<()> {
     };
     println!(
         "model: {}; batch {}; dropout {}; label dropout {}; random-order ratio {}; \
-         threads {threads}; device {} (autodiff)",
-        args.shape, args.batch, args.dropout, args.label_dropout, args.ratio, args.device
+         threads {threads}; device {} (autodiff); products {:?}",
+        args.shape,
+        args.batch,
+        args.dropout,
+        args.label_dropout,
+        args.ratio,
+        args.device,
+        args.precision
     );
 
     let mut times = Vec::with_capacity(args.steps);
@@ -156,9 +165,9 @@ fn main() -> Result<()> {
         let start = Instant::now();
         // `train_step` reads the loss and gradient norm back to the host, so the whole step
         // (forward, backward, clip, AdamW update) has run when it returns.
-        let (next, stats) = optim
-            .train_step(model, input)
-            .with_context(|| format!("training step {t}"))?;
+        let (next, stats) =
+            with_compute_precision(args.precision, || optim.train_step(model, input))
+                .with_context(|| format!("training step {t}"))?;
         model = next;
         let elapsed = start.elapsed().as_secs_f64();
         let cpu = cpu_start

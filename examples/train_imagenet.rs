@@ -31,7 +31,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use rar::model::{RarConfig, RarPreset};
+use rar::model::{ComputePrecision, RarConfig, RarPreset};
 use rar::train::{
     AdamWSettings, PREVIEW_CLASSES, ShardSource, StepMetrics, Trainer, TrainingRecipe,
     list_checkpoints,
@@ -131,6 +131,10 @@ struct Args {
     /// Seed of the data order, token orders, label dropout, dropout masks and initialisation.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Precision of the matrix products: bf16 (the reference's bf16 autocast; weights,
+    /// gradients and AdamW state stay fp32) or f32. ndarray has no bf16: use f32 there.
+    #[arg(long, default_value = "bf16", value_parser = rar::cli::parse_precision)]
+    precision: ComputePrecision,
     /// Shards' worth of records held in memory and shuffled together (the shard stream's
     /// window).
     #[arg(long, default_value_t = rar::vq::stream::DEFAULT_WINDOW_SHARDS)]
@@ -260,6 +264,7 @@ fn main() -> Result<()> {
                 .with_weight_decay(args.weight_decay),
             max_grad_norm: args.max_grad_norm,
             seed: args.seed,
+            precision: args.precision,
         };
         let sampling = preset.sampling();
         let previews = source.has_tokenizer() && args.preview_every > 0;

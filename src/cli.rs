@@ -1,5 +1,6 @@
-//! Command-line pieces shared by the toy-dataset examples (`quickstart`,
-//! `ablation_annealing`).
+//! Command-line pieces shared by the examples: the toy-dataset sampling flags (`quickstart`,
+//! `ablation_annealing`) and the `--precision` parser (`quickstart`, `train_imagenet`,
+//! `train_bench`).
 
 use rar_core::{GuidanceSchedule, ScanOrder};
 use rar_sample::SamplingOptions;
@@ -39,4 +40,9 @@ impl ToySampling {
             use_cache: true,
         })
     }
+}
+
+/// Parses a `--precision` value (`f32`, `fp32` or `bf16`) for clap's `value_parser`.
+pub fn parse_precision(name: &str) -> Result<rar_model::ComputePrecision, String> {
+    rar_model::ComputePrecision::parse(name).map_err(|e| e.to_string())
 }

@@ -27,6 +27,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Device, Tensor};
 
 use crate::init;
+use crate::precision;
 use crate::train_ops::{dropout, layer_norm_module, linear_chunks, softmax_last};
 
 /// Configuration of [`Attention`].
@@ -128,7 +129,7 @@ impl Attention {
             };
         }
         // [B, L, 3C] → [B, L, 3, H, d]; the LayerNorm over d runs before the head transpose.
-        let qkv = self.qkv.forward(x).reshape([b, l, 3, h, d]);
+        let qkv = precision::linear(&self.qkv, x).reshape([b, l, 3, h, d]);
         let part = |i: usize| -> Tensor<4> {
             qkv.clone()
                 .slice([0..b, 0..l, i..i + 1, 0..h, 0..d])
@@ -144,7 +145,7 @@ impl Attention {
     pub(crate) fn output(&self, o: Tensor<4>) -> Tensor<3> {
         let [b, h, l, d] = o.dims();
         let o = o.swap_dims(1, 2).reshape([b, l, h * d]);
-        dropout(&self.proj_drop, self.proj.forward(o))
+        dropout(&self.proj_drop, precision::linear(&self.proj, o))
     }
 
     /// Attention of `q` `[B, H, Lq, d]` over `k`, `v` `[B, H, Lk, d]` (`Lk ≥ Lq`), causal and
@@ -158,10 +159,11 @@ impl Attention {
         } else if lq == 1 || dropout_active(&self.attn_drop, &q.device()) {
             self.attend_explicit(q, k, v)
         } else {
-            attention(
-                q,
-                k,
-                v,
+            let dtype = q.dtype();
+            let out = attention(
+                precision::to_compute_dtype(q),
+                precision::to_compute_dtype(k),
+                precision::to_compute_dtype(v),
                 None,
                 None,
                 AttentionModuleOptions {
@@ -169,7 +171,8 @@ impl Attention {
                     is_causal: lq > 1,
                     ..Default::default()
                 },
-            )
+            );
+            precision::to_dtype(out, dtype)
         }
     }
 
@@ -178,9 +181,7 @@ impl Attention {
     pub(crate) fn attend_explicit(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         let [_, _, lq, d] = q.dims();
         let lk = k.dims()[2];
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (d as f64).sqrt());
+        let scores = precision::matmul(q, k.swap_dims(2, 3)).mul_scalar(1.0 / (d as f64).sqrt());
         let scores = if lq > 1 {
             // burn's `tril_mask(shape, offset)` is true strictly above the (offset) diagonal,
             // i.e. exactly the positions to mask; offset `lk − lq` aligns bottom-right.
@@ -190,7 +191,7 @@ impl Attention {
             scores
         };
         let probs = self.attn_drop.forward(softmax(scores, 3));
-        probs.matmul(v)
+        precision::matmul(probs, v)
     }
 
     /// The attention of an autodiff device (training): the explicit path arranged for a cheap
@@ -224,7 +225,10 @@ impl Attention {
                     t.clone().slice([0..b, 0..h, range, 0..d])
                 }
             };
-            let scores = part(&q, start..end, lq).matmul(part(&k, 0..keys, lk).swap_dims(2, 3));
+            let scores = precision::matmul(
+                part(&q, start..end, lq),
+                part(&k, 0..keys, lk).swap_dims(2, 3),
+            );
             let rows = end - start;
             // A single query sees all `keys`: nothing to mask.
             let scores = if rows > 1 {
@@ -238,7 +242,7 @@ impl Attention {
                 scores
             };
             let probs = dropout(&self.attn_drop, softmax_last(scores));
-            outputs.push(probs.matmul(part(&v, 0..keys, lk)));
+            outputs.push(precision::matmul(probs, part(&v, 0..keys, lk)));
         }
         if outputs.len() == 1 {
             outputs.pop().expect("one block")

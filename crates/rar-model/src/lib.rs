@@ -83,6 +83,7 @@ pub mod loss;
 pub mod mlp;
 pub mod model;
 pub mod orders;
+pub mod precision;
 pub mod train_ops;
 
 pub use cache::{DecodeOrder, DecodePlan, KvCache};
@@ -91,3 +92,4 @@ pub use config::{RarConfig, RarPreset, SamplingSettings};
 pub use error::{RarModelError, Result};
 pub use model::{Rar, RarInput, RarOutput, RarTrace};
 pub use orders::BatchOrders;
+pub use precision::{ComputePrecision, with_compute_precision};

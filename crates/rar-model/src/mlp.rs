@@ -28,6 +28,7 @@ pub fn exact_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 use crate::init;
+use crate::precision;
 use crate::train_ops::dropout;
 
 /// Configuration of [`Mlp`].
@@ -67,8 +68,8 @@ pub struct Mlp {
 impl Mlp {
     /// Applies the MLP to `[…, C]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let h = dropout(&self.drop, exact_gelu(self.fc1.forward(x)));
-        dropout(&self.drop, self.fc2.forward(h))
+        let h = dropout(&self.drop, exact_gelu(precision::linear(&self.fc1, x)));
+        dropout(&self.drop, precision::linear(&self.fc2, h))
     }
 }
 

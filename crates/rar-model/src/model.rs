@@ -18,6 +18,7 @@ use crate::final_layer::FinalLayer;
 use crate::init::{self, INIT_STD, TRUNC_BOUND};
 use crate::loss;
 use crate::orders::BatchOrders;
+use crate::precision;
 
 /// The RAR transformer (checkpoint root; field names follow the reference's `state_dict`).
 #[derive(Module, Debug)]
@@ -274,7 +275,7 @@ impl Rar {
                 final_hidden: hidden.clone(),
             });
         }
-        let logits = self.lm_head.forward(hidden);
+        let logits = precision::linear(&self.lm_head, hidden);
         Ok(RarOutput { logits, labels })
     }
 
@@ -283,9 +284,7 @@ impl Rar {
         let [b, l, c] = x.dims();
         let x = x.slice([0..b, l - 1..l, 0..c]);
         let silu_c = silu_c.slice([0..b, l - 1..l, 0..c]);
-        let logits = self
-            .lm_head
-            .forward(self.adaln_before_head.forward(x, silu_c));
+        let logits = precision::linear(&self.lm_head, self.adaln_before_head.forward(x, silu_c));
         logits.reshape([b, self.config.codebook_size])
     }
 

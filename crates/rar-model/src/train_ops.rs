@@ -22,9 +22,11 @@
 
 use burn::nn::{Dropout, LayerNorm, Linear};
 use burn::tensor::activation::softmax;
-use burn::tensor::module::{batch_norm_train, layer_norm as fused_layer_norm, linear};
+use burn::tensor::module::{batch_norm_train, layer_norm as fused_layer_norm};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use rar_core::rng::Xoshiro256PlusPlus;
+
+use crate::precision;
 
 /// `linear.forward(x).chunk(n, D − 1)`: `n` outputs of `out / n` features each.
 ///
@@ -36,7 +38,7 @@ pub fn linear_chunks<const D: usize>(
     n: usize,
 ) -> Vec<Tensor<D>> {
     if !x.device().is_autodiff() {
-        return linear_layer.forward(x).chunk(n, D - 1);
+        return precision::linear(linear_layer, x).chunk(n, D - 1);
     }
     let weight = linear_layer.weight.val();
     let [c_in, c_out] = weight.dims();
@@ -47,7 +49,7 @@ pub fn linear_chunks<const D: usize>(
             let cols = i * width..(i + 1) * width;
             let w = weight.clone().slice([0..c_in, cols.clone()]);
             let b = bias.as_ref().map(|b| b.clone().slice([cols]));
-            linear(x.clone(), w, b)
+            precision::linear_parts(x.clone(), w, b)
         })
         .collect()
 }

@@ -25,7 +25,7 @@ use burn::train::{InferenceStep, ItemLazy, TrainOutput, TrainStep};
 use rar_core::rng::Xoshiro256PlusPlus;
 use rar_core::{OrderSampler, RandomnessSchedule, SequenceLayout, TokenSpace, WarmupCosineLr};
 use rar_model::condition::{condition_tensor, drop_class_labels};
-use rar_model::{BatchOrders, Rar, RarInput};
+use rar_model::{BatchOrders, ComputePrecision, Rar, RarInput, with_compute_precision};
 
 use crate::optim::clip_grad_norm_global;
 use crate::source::TokenBatch;
@@ -73,6 +73,7 @@ pub struct StepContext {
     /// Factor applied to each micro-batch loss before backward so that summed gradients are
     /// the mean over the optimizer step (`1 / (accum_steps · devices)`).
     loss_scale: f64,
+    precision: ComputePrecision,
     last_grad_norm: Mutex<Option<f64>>,
     fault: Mutex<Option<StepFault>>,
 }
@@ -94,6 +95,9 @@ pub struct StepContextSettings {
     pub max_grad_norm: f64,
     /// Micro-batches summed into one optimizer step (accumulation × devices).
     pub micro_batches_per_step: usize,
+    /// Precision of the matrix products of the forward passes (fp32, or bf16 over fp32
+    /// weights; see [`rar_model::precision`]).
+    pub precision: ComputePrecision,
 }
 
 impl StepContext {
@@ -108,6 +112,7 @@ impl StepContext {
             space: settings.space,
             max_grad_norm: settings.max_grad_norm,
             loss_scale: 1.0 / settings.micro_batches_per_step.max(1) as f64,
+            precision: settings.precision,
             last_grad_norm: Mutex::new(None),
             fault: Mutex::new(None),
         })
@@ -329,7 +334,8 @@ impl TrainStep for RarLearnerModel {
         let out = {
             let _guard = rng_guard();
             device.seed(self.ctx.dropout_seed(t, k));
-            self.rar.forward(input)
+            // The setting is per thread: each multi-device worker sets its own.
+            with_compute_precision(self.ctx.precision, || self.rar.forward(input))
         };
         let out = match out {
             Ok(out) => out,
@@ -392,10 +398,11 @@ impl InferenceStep for RarLearnerModel {
         let tokens = batch.tokens.dims().iter().product();
         let device = batch.tokens.device();
         let micro_batch = batch.micro_batch;
-        let out = self
-            .ctx
-            .inference_input(batch)
-            .and_then(|input| Ok(self.rar.forward(input)?));
+        let out = self.ctx.inference_input(batch).and_then(|input| {
+            Ok(with_compute_precision(self.ctx.precision, || {
+                self.rar.forward(input)
+            })?)
+        });
         match out {
             Ok(out) => StepOutput {
                 loss: out.loss().detach(),

@@ -32,7 +32,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use rar_model::RarConfig;
+use rar_model::{ComputePrecision, RarConfig};
 use rar_vq::{CursorStats, ShardCursor, ShardStream, StreamOptions, Tokenizer};
 
 use crate::error::{Result, TrainError};
@@ -259,6 +259,8 @@ pub struct TrainingRecipe {
     pub max_grad_norm: f64,
     /// Seed of the data order, the token orders, the label dropout and the dropout masks.
     pub seed: u64,
+    /// Precision of the matrix products (the reference: bf16 autocast over fp32 weights).
+    pub precision: ComputePrecision,
 }
 
 impl Default for TrainingRecipe {
@@ -274,8 +276,8 @@ impl TrainingRecipe {
     /// The official recipe (spec §6.1, identical for all sizes): global batch 2048, 250 000
     /// steps, LR 4e-4 with 62 500 warm-up steps and a cosine decay to 1e-5, AdamW β 0.9 / 0.96,
     /// eps 1e-8, weight decay 0.03, clipping at 1.0, `r` annealed from step 125 000 to
-    /// 187 500, seed 42. (Dropout 0.1 and class-label dropout 0.1 are in the presets'
-    /// [`RarConfig`].)
+    /// 187 500, seed 42, bf16 products over fp32 weights (the reference's bf16 autocast).
+    /// (Dropout 0.1 and class-label dropout 0.1 are in the presets' [`RarConfig`].)
     pub fn official() -> Self {
         Self {
             steps: Self::OFFICIAL_STEPS,
@@ -289,6 +291,7 @@ impl TrainingRecipe {
             adamw: AdamWSettings::new(),
             max_grad_norm: 1.0,
             seed: 42,
+            precision: ComputePrecision::Bf16,
         }
     }
 
@@ -343,7 +346,8 @@ impl TrainingRecipe {
             .with_anneal_start(fraction(self.anneal_start_step))
             .with_anneal_end(fraction(self.anneal_end_step))
             .with_max_grad_norm(self.max_grad_norm)
-            .with_seed(self.seed);
+            .with_seed(self.seed)
+            .with_precision(self.precision);
         let r = config.randomness()?;
         if (r.start, r.end) != (self.anneal_start_step, self.anneal_end_step) {
             return Err(TrainError::InvalidSetting(format!(

@@ -53,7 +53,7 @@ use burn::train::{
     ValidLoader,
 };
 use rar_core::{GuidanceSchedule, RandomnessSchedule, ScanOrder, WarmupCosineLr};
-use rar_model::{Rar, RarConfig};
+use rar_model::{ComputePrecision, Rar, RarConfig, with_compute_precision};
 use rar_sample::{Sampler, SamplingOptions};
 
 use crate::error::{Result as TrainResult, TrainError};
@@ -156,12 +156,33 @@ pub struct TrainingConfig {
     /// own (the toy dataset).
     #[config(default = "None")]
     pub data_order: Option<String>,
+    /// Precision of the matrix products: `f32`, or `bf16` over fp32 weights, gradients and
+    /// optimizer state — the reference's `mixed_precision: bf16` (see
+    /// [`rar_model::precision`]). The devices must support bf16 tensors (flex, CUDA, wgpu on
+    /// most GPUs; not ndarray).
+    #[config(default = "ComputePrecision::F32")]
+    pub precision: ComputePrecision,
 }
 
 /// The former name of [`TrainingConfig`] (the examples' toy runs).
 pub type ToyTrainingConfig = TrainingConfig;
 
 impl TrainingConfig {
+    /// Reads a checkpoint's `config.json`, giving the fields added since the format's first
+    /// version their defaults (`precision`: fp32, what those runs used), so older checkpoints
+    /// still resume.
+    pub fn load_checkpoint_config(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        let mut json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("not JSON: {e}"))?;
+        if let Some(fields) = json.as_object_mut() {
+            fields
+                .entry("precision")
+                .or_insert_with(|| serde_json::json!(ComputePrecision::F32));
+        }
+        serde_json::from_value(json).map_err(|e| e.to_string())
+    }
+
     /// The randomness schedule: annealing between `anneal_start·steps` and
     /// `anneal_end·steps`.
     pub fn randomness(&self) -> TrainResult<RandomnessSchedule> {
@@ -309,6 +330,7 @@ impl TrainingConfig {
                 space: self.model.token_space(),
                 max_grad_norm: self.max_grad_norm,
                 micro_batches_per_step,
+                precision: self.precision,
             },
             step,
         )
@@ -365,18 +387,27 @@ pub struct Trainer<S: TokenSource + 'static> {
 /// A training run on the embedded toy dataset.
 pub type ToyTrainer = Trainer<ToyDataset>;
 
-/// Checks a device list (non-empty) and returns the autodiff devices.
+/// Checks a device list (non-empty, every device able to compute in `precision`) and returns
+/// the autodiff devices.
 ///
 /// Several devices train data-parallel through burn-train's [`MultiDevicesTrainStep`] (one
 /// worker thread per device, gradients summed on each parameter's device), which needs no
 /// collective ops, so CPU devices work too: `[flex, flex]` runs the same code path as a list
 /// of GPUs, with both workers sharing the CPU.
-fn training_devices(devices: Vec<Device>) -> TrainResult<Vec<Device>> {
+fn training_devices(devices: Vec<Device>, precision: ComputePrecision) -> TrainResult<Vec<Device>> {
     if devices.is_empty() {
         return Err(TrainError::Devices {
             devices: format!("{devices:?}"),
             reason: "at least one device is needed".into(),
         });
+    }
+    for device in &devices {
+        precision
+            .check_device(device)
+            .map_err(|e| TrainError::Devices {
+                devices: format!("{devices:?}"),
+                reason: e.to_string(),
+            })?;
     }
     Ok(devices.into_iter().map(|d| d.autodiff()).collect())
 }
@@ -407,10 +438,12 @@ impl ToyTrainer {
     }
 
     /// Mean loss and token accuracy on the toy validation split (raster order, no label
-    /// dropout, no dropout).
+    /// dropout, no dropout; products in the run's precision).
     pub fn validate(&self) -> TrainResult<(f64, f64)> {
         let data = ToyDataset::new(self.config.seed.wrapping_add(1), self.config.val_size);
-        validation_loss(&self.model.valid(), &data, self.config.batch_size)
+        with_compute_precision(self.config.precision, || {
+            validation_loss(&self.model.valid(), &data, self.config.batch_size)
+        })
     }
 }
 
@@ -428,7 +461,7 @@ impl<S: TokenSource + 'static> Trainer<S> {
         if config.data_order.is_none() {
             config.data_order = source.order_key();
         }
-        let devices = training_devices(devices)?;
+        let devices = training_devices(devices, config.precision)?;
         config.check(&source, devices.len())?;
         let device = devices[0].clone();
         let model = {
@@ -479,9 +512,9 @@ impl<S: TokenSource + 'static> Trainer<S> {
             reason: e,
         };
         let config_path = path.join("config.json");
-        let config =
-            TrainingConfig::load(&config_path).map_err(|e| read(&config_path, e.to_string()))?;
-        let devices = training_devices(devices)?;
+        let config = TrainingConfig::load_checkpoint_config(&config_path)
+            .map_err(|e| read(&config_path, e))?;
+        let devices = training_devices(devices, config.precision)?;
         let source = make_source(&config)?;
         config.check(&source, devices.len()).map_err(|e| match e {
             TrainError::InvalidSetting(m) => {
@@ -1373,4 +1406,42 @@ pub fn render_grid(
         }
     }
     (w as u32, h as u32, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AdamWSettings;
+
+    #[test]
+    fn checkpoint_configs_without_a_precision_load_as_fp32() {
+        let dir = std::env::temp_dir().join(format!("rar-train-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = TrainingConfig::new(RarConfig::new(32, 1, 2, 64), AdamWSettings::new())
+            .with_precision(ComputePrecision::Bf16);
+        let path = dir.join("config.json");
+        config.save(&path).unwrap();
+        assert_eq!(
+            TrainingConfig::load_checkpoint_config(&path)
+                .unwrap()
+                .precision,
+            ComputePrecision::Bf16
+        );
+        // A config written before the field existed.
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        json.as_object_mut().unwrap().remove("precision");
+        std::fs::write(&path, json.to_string()).unwrap();
+        assert!(
+            TrainingConfig::load(&path).is_err(),
+            "burn's loader needs every field"
+        );
+        let old = TrainingConfig::load_checkpoint_config(&path).unwrap();
+        assert_eq!(old.precision, ComputePrecision::F32);
+        assert_eq!(old.model.hidden_size, 32);
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = TrainingConfig::load_checkpoint_config(&path).unwrap_err();
+        assert!(err.contains("not JSON"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

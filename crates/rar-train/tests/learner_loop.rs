@@ -5,8 +5,10 @@
 
 mod common;
 
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::lr_scheduler::LrSchedulerRecord;
-use burn::tensor::Device;
+use burn::tensor::{DType, Device, Tensor};
+use rar_model::ComputePrecision;
 use rar_train::{ToyTrainer, ToyTrainingConfig, TrainError, list_checkpoints};
 
 fn tiny(steps: u64) -> ToyTrainingConfig {
@@ -133,4 +135,62 @@ fn two_devices_give_the_updates_of_one_device_with_accumulation() {
         .err()
         .expect("an empty device list is refused");
     assert!(matches!(err, TrainError::Devices { .. }), "{err}");
+}
+
+#[test]
+fn bf16_mixed_precision_follows_the_fp32_curve_and_saves_fp32_weights() {
+    let dir = std::env::temp_dir().join(format!("rar-train-bf16-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let fp32 = losses(tiny(6));
+    let config = tiny(6)
+        .with_precision(ComputePrecision::Bf16)
+        .with_checkpoint_dir(Some(dir.to_string_lossy().into_owned()))
+        .with_checkpoint_every(3);
+    let mut trainer = ToyTrainer::new(config, &Device::flex()).unwrap();
+    let bf16: Vec<f64> = trainer
+        .run(|_| {})
+        .unwrap()
+        .iter()
+        .map(|m| m.loss)
+        .collect();
+    assert_eq!(bf16.len(), fp32.len());
+    let mut differs = false;
+    for (k, (a, b)) in bf16.iter().zip(&fp32).enumerate() {
+        // bf16 rounds each product to 8 significant bits: the curves agree to about 1 %.
+        assert!((a - b).abs() <= 2e-2 * b, "step {k}: bf16 {a}, fp32 {b}");
+        differs |= a != b;
+    }
+    assert!(differs, "the bf16 run computed exactly the fp32 losses");
+    // Master weights and the checkpoint stay fp32; a resumed run keeps the precision.
+    let mut dtypes = Vec::new();
+    trainer.model().visit(&mut FloatDtypes(&mut dtypes));
+    assert!(dtypes.iter().all(|d| *d == DType::F32), "{dtypes:?}");
+    let resumed = ToyTrainer::resume(&dir, &Device::flex()).unwrap();
+    assert_eq!(resumed.config().precision, ComputePrecision::Bf16);
+    let json =
+        std::fs::read_to_string(dir.join("checkpoint-00000006").join("config.json")).unwrap();
+    assert!(json.contains("\"precision\": \"bf16\""), "{json}");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    #[cfg(feature = "ndarray")]
+    {
+        #[allow(deprecated)]
+        let err = ToyTrainer::new(
+            tiny(1).with_precision(ComputePrecision::Bf16),
+            &Device::ndarray(),
+        )
+        .err()
+        .expect("ndarray has no bf16 tensors");
+        assert!(matches!(err, TrainError::Devices { .. }), "{err}");
+        assert!(err.to_string().contains("BF16"), "{err}");
+    }
+}
+
+/// Collects the dtype of every float parameter.
+struct FloatDtypes<'a>(&'a mut Vec<DType>);
+
+impl ModuleVisitor for FloatDtypes<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.val().dtype());
+    }
 }

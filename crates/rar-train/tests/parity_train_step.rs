@@ -263,6 +263,7 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
                     space: config.token_space(),
                     max_grad_norm,
                     micro_batches_per_step: 1,
+                    precision: rar_model::ComputePrecision::F32,
                 },
                 global_step,
             )

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use burn::tensor::Device;
-use rar_model::RarConfig;
+use rar_model::{ComputePrecision, RarConfig};
 use rar_train::{ShardSource, TokenSource, TrainError, Trainer, TrainingConfig, TrainingRecipe};
 use rar_vq::pretokenize::{INDEX_FILE, INDEX_VERSION, ShardEntry, shard_file_name};
 use rar_vq::{Shard, ShardIndex, StreamOptions, Tokenizer, TokenizerConfig};
@@ -115,6 +115,8 @@ fn config(steps: u64) -> TrainingConfig {
         anneal_start_step: 2.min(steps),
         anneal_end_step: 4.min(steps),
         seed: 7,
+        // ndarray (the smoke test's backend) has no bf16 tensors.
+        precision: ComputePrecision::F32,
         ..TrainingRecipe::official()
     }
     .training_config(model())
