@@ -341,3 +341,44 @@ fn shard_sets_that_do_not_fit_are_clear_errors() {
     assert_eq!(trainer.step(), 0, "no update from a bad batch");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn two_devices_in_bf16_read_the_shards_in_order_and_match_one_device() {
+    // The official recipe's setting (bf16 products) on two devices: each step's two
+    // micro-batches go to the two devices, are read from the stream in position order (no
+    // seek), and give the updates of one device accumulating both. flex, since ndarray has
+    // no bf16.
+    let _serial = serial();
+    let dir = scratch("multi");
+    let shards = dir.join("shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    write_set(&shards, N);
+    let steps = 4;
+    let bf16 = || config(steps).with_precision(ComputePrecision::Bf16);
+    let run = |config: TrainingConfig, devices: Vec<Device>| {
+        let source = ShardSource::open(&shards, options(7, 1)).unwrap();
+        let mut trainer = Trainer::with_source(config, source, devices).unwrap();
+        let losses = losses(&trainer.run(|_| {}).unwrap());
+        assert_eq!(
+            trainer.source().seeks(),
+            0,
+            "sequential reading never seeks"
+        );
+        assert_eq!(trainer.source().position(), steps * 4);
+        losses
+    };
+    let one = run(bf16().with_accum_steps(2), vec![Device::flex()]);
+    let two = run(bf16(), vec![Device::flex(), Device::flex()]);
+    assert_eq!(one.len(), steps as usize);
+    assert!(one.iter().all(|l| l.is_finite()));
+    assert_eq!(
+        one, two,
+        "two devices = one device accumulating two micro-batches"
+    );
+    let fp32 = run(config(steps).with_accum_steps(2), vec![Device::flex()]);
+    assert_ne!(one, fp32, "bf16 products change the rounding");
+    for (a, b) in one.iter().zip(&fp32) {
+        assert!((a - b).abs() <= 2e-2 * b, "bf16 {a} vs fp32 {b}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
