@@ -16,8 +16,8 @@
 //!   gradients reach the fp32 parameters as fp32.
 //!
 //! One deliberate difference from `torch.autocast`: the bf16 result of a product is widened to
-//! fp32 at once, so the element-wise operations that follow (bias-free adds, GELU, gates,
-//! residuals) run in fp32 rather than in bf16. Every product is rounded exactly as autocast
+//! fp32 at once, so the element-wise operations that follow (GELU, modulation, gates,
+//! residual adds) run in fp32 rather than in bf16. Every product is rounded exactly as autocast
 //! rounds it; what follows is at least as precise.
 
 use std::cell::Cell;
@@ -101,7 +101,7 @@ pub fn with_compute_precision<R>(precision: ComputePrecision, f: impl FnOnce() -
 /// `x` cast to the compute dtype of this thread (unchanged when it already has it), for
 /// operations such as the fused attention whose result is cast back with [`to_dtype`].
 pub fn to_compute_dtype<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    to_compute(x, compute_precision().dtype())
+    to_dtype(x, compute_precision().dtype().into())
 }
 
 /// `x` cast to `dtype` (unchanged when it already has it).
@@ -113,17 +113,8 @@ pub fn to_dtype<const D: usize>(x: Tensor<D>, dtype: DType) -> Tensor<D> {
     }
 }
 
-/// `x` cast to the compute dtype, when it differs from `x`'s.
-fn to_compute<const D: usize>(x: Tensor<D>, dtype: FloatDType) -> Tensor<D> {
-    if DType::from(dtype) == x.dtype() {
-        x
-    } else {
-        x.cast(dtype)
-    }
-}
-
-/// `x · wᵀ`-style product of burn's `linear` (`x @ w + b` with `w` `[in, out]`) in the compute
-/// precision; the result has `x`'s dtype.
+/// burn's `linear` (`x · w + b`, weight `[in, out]`) in the compute precision, bias add
+/// included (as in autocast's `addmm`); the result has `x`'s dtype.
 pub fn linear_parts<const D: usize>(
     x: Tensor<D>,
     weight: Tensor<2>,
@@ -132,14 +123,14 @@ pub fn linear_parts<const D: usize>(
     match compute_precision() {
         ComputePrecision::F32 => linear_op(x, weight, bias),
         precision => {
-            let dtype = precision.dtype();
+            let dtype = DType::from(precision.dtype());
             let out_dtype = x.dtype();
             let y = linear_op(
-                to_compute(x, dtype),
-                to_compute(weight, dtype),
-                bias.map(|b| to_compute(b, dtype)),
+                to_dtype(x, dtype),
+                to_dtype(weight, dtype),
+                bias.map(|b| to_dtype(b, dtype)),
             );
-            y.cast(FloatDType::from(out_dtype))
+            to_dtype(y, out_dtype)
         }
     }
 }
@@ -157,11 +148,9 @@ pub fn matmul<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     match compute_precision() {
         ComputePrecision::F32 => a.matmul(b),
         precision => {
-            let dtype = precision.dtype();
+            let dtype = DType::from(precision.dtype());
             let out_dtype = a.dtype();
-            to_compute(a, dtype)
-                .matmul(to_compute(b, dtype))
-                .cast(FloatDType::from(out_dtype))
+            to_dtype(to_dtype(a, dtype).matmul(to_dtype(b, dtype)), out_dtype)
         }
     }
 }
