@@ -36,6 +36,7 @@ use burn::store::{
     ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
 };
 use burn::tensor::{DType, Device, Tensor};
+use rar_core::WeightFileKind;
 
 use crate::config::{POS_EMBED_EXTRA_ROWS, RarConfig, RarPreset, TIMESTEP_EXTRA_ROWS};
 use crate::error::{RarModelError, Result};
@@ -61,15 +62,11 @@ pub enum CheckpointFormat {
 impl CheckpointFormat {
     /// The format implied by a file extension.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        match ext.as_deref() {
-            Some("bin" | "pt" | "pth") => Ok(Self::Pytorch),
-            Some("safetensors") => Ok(Self::Safetensors),
-            Some("bpk") => Ok(Self::Burnpack),
-            _ => Err(RarModelError::UnknownFormat {
+        match WeightFileKind::from_path(path) {
+            Some(WeightFileKind::Pytorch) => Ok(Self::Pytorch),
+            Some(WeightFileKind::Safetensors) => Ok(Self::Safetensors),
+            Some(WeightFileKind::Burnpack) => Ok(Self::Burnpack),
+            None => Err(RarModelError::UnknownFormat {
                 path: path.to_path_buf(),
             }),
         }

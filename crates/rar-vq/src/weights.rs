@@ -19,6 +19,7 @@ use burn::store::{
     SafetensorsStore,
 };
 use burn::tensor::DType;
+use rar_core::WeightFileKind;
 
 use crate::config::TokenizerConfig;
 use crate::error::{Result, VqError};
@@ -36,14 +37,11 @@ pub enum WeightsFormat {
 impl WeightsFormat {
     /// The format implied by the file extension.
     pub fn from_path(path: &Path) -> Result<Self> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        match ext.as_deref() {
-            Some("bin" | "pt" | "pth") => Ok(Self::Pytorch),
-            Some("safetensors") => Ok(Self::Safetensors),
-            _ => Err(VqError::UnknownWeightsFormat {
+        match WeightFileKind::from_path(path) {
+            Some(WeightFileKind::Pytorch) => Ok(Self::Pytorch),
+            Some(WeightFileKind::Safetensors) => Ok(Self::Safetensors),
+            // The tokenizer is only ever loaded from the reference's formats.
+            Some(WeightFileKind::Burnpack) | None => Err(VqError::UnknownWeightsFormat {
                 path: path.to_path_buf(),
             }),
         }
