@@ -108,15 +108,7 @@ fn two_devices_give_the_updates_of_one_device_with_accumulation() {
         let model = c.model.clone().with_dropout(0.1).with_attn_drop(0.1);
         ToyTrainingConfig { model, ..c }
     };
-    let run_on = |config: ToyTrainingConfig, devices: Vec<Device>| -> Vec<f64> {
-        ToyTrainer::new_on_devices(config, devices)
-            .unwrap()
-            .run(|_| {})
-            .unwrap()
-            .iter()
-            .map(|m| m.loss)
-            .collect()
-    };
+    let run_on = common::toy_losses_on;
     let two = || vec![Device::flex(), Device::flex()];
     for accum in [1, 2] {
         let single = run_on(config().with_accum_steps(2 * accum), vec![Device::flex()]);

@@ -26,7 +26,14 @@ pub fn tiny_toy_config(steps: u64) -> ToyTrainingConfig {
 /// Trains `config` from scratch on flex and returns the logged losses.
 #[allow(dead_code)] // not every test binary that includes this module uses it
 pub fn toy_losses(config: ToyTrainingConfig) -> Vec<f64> {
-    ToyTrainer::new(config, &Device::flex())
+    toy_losses_on(config, vec![Device::flex()])
+}
+
+/// Trains `config` from scratch on `devices` (data parallel when several) and returns the
+/// logged losses.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn toy_losses_on(config: ToyTrainingConfig, devices: Vec<Device>) -> Vec<f64> {
+    ToyTrainer::new_on_devices(config, devices)
         .unwrap()
         .run(|_| {})
         .unwrap()
