@@ -49,6 +49,16 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// A fresh scratch folder holding a shard set of `N` tokens per record in `shards/`; returns
+/// both paths.
+fn scratch_with_shards(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let shards = dir.join("shards");
+    std::fs::create_dir_all(&shards).unwrap();
+    write_set(&shards, N);
+    (dir, shards)
+}
+
 /// Writes `SHARDS` shards of `PER_SHARD` records with `n` tokens each: class-dependent
 /// patterns, so that a model can learn something.
 fn write_set(dir: &Path, n: usize) {
@@ -131,10 +141,7 @@ fn losses(history: &[rar_train::StepMetrics]) -> Vec<f64> {
 #[test]
 fn shard_training_checkpoints_and_resumes_on_the_same_loss_curve() {
     let _serial = serial();
-    let dir = scratch("resume");
-    let shards = dir.join("shards");
-    std::fs::create_dir_all(&shards).unwrap();
-    write_set(&shards, N);
+    let (dir, shards) = scratch_with_shards("resume");
     let ck = dir.join("ck");
     let steps = 6;
 
@@ -218,10 +225,7 @@ fn tiny_tokenizer() -> Tokenizer {
 #[test]
 fn previews_are_decoded_with_a_tokenizer_and_skipped_without() {
     let _serial = serial();
-    let dir = scratch("preview");
-    let shards = dir.join("shards");
-    std::fs::create_dir_all(&shards).unwrap();
-    write_set(&shards, N);
+    let (dir, shards) = scratch_with_shards("preview");
     let run = |source: ShardSource, name: &str| {
         let previews = dir.join(name);
         let config = config(2)
@@ -349,10 +353,7 @@ fn two_devices_in_bf16_read_the_shards_in_order_and_match_one_device() {
     // seek), and give the updates of one device accumulating both. flex, since ndarray has
     // no bf16.
     let _serial = serial();
-    let dir = scratch("multi");
-    let shards = dir.join("shards");
-    std::fs::create_dir_all(&shards).unwrap();
-    write_set(&shards, N);
+    let (dir, shards) = scratch_with_shards("multi");
     let steps = 4;
     let bf16 = || config(steps).with_precision(ComputePrecision::Bf16);
     let run = |config: TrainingConfig, devices: Vec<Device>| {
