@@ -15,6 +15,12 @@ fn tiny(steps: u64) -> ToyTrainingConfig {
     common::tiny_toy_config(steps)
 }
 
+/// `config` with dropout and attention dropout 0.1.
+fn with_dropout(config: ToyTrainingConfig) -> ToyTrainingConfig {
+    let model = config.model.clone().with_dropout(0.1).with_attn_drop(0.1);
+    ToyTrainingConfig { model, ..config }
+}
+
 fn losses(config: ToyTrainingConfig) -> Vec<f64> {
     common::toy_losses(config)
 }
@@ -40,11 +46,7 @@ fn accumulation_matches_one_large_batch() {
 
 #[test]
 fn dropout_runs_are_reproducible() {
-    let config = || {
-        let c = tiny(3);
-        let model = c.model.clone().with_dropout(0.1).with_attn_drop(0.1);
-        ToyTrainingConfig { model, ..c }
-    };
+    let config = || with_dropout(tiny(3));
     let a = losses(config());
     let b = losses(config());
     assert_eq!(
@@ -103,11 +105,7 @@ fn two_devices_give_the_updates_of_one_device_with_accumulation() {
     // Device d gets the micro-batches ≡ d (mod 2) of every optimizer step, so two devices see
     // exactly what one device sees with twice the accumulation; with dropout on, the masks
     // (keyed by micro-batch) must match too.
-    let config = || {
-        let c = tiny(3);
-        let model = c.model.clone().with_dropout(0.1).with_attn_drop(0.1);
-        ToyTrainingConfig { model, ..c }
-    };
+    let config = || with_dropout(tiny(3));
     let run_on = common::toy_losses_on;
     let two = || vec![Device::flex(), Device::flex()];
     for accum in [1, 2] {
