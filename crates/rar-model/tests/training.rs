@@ -45,6 +45,18 @@ impl ModuleVisitor for GradCollector<'_> {
     }
 }
 
+/// Collects the dtype of every float parameter and of its gradient.
+struct Dtypes<'a>(&'a Gradients, Vec<DType>);
+
+impl ModuleVisitor for Dtypes<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.1.push(param.val().dtype());
+        if let Some(g) = param.val().grad(self.0) {
+            self.1.push(g.dtype());
+        }
+    }
+}
+
 #[test]
 fn gradients_match_the_reference() {
     let mut checked = 0;
@@ -215,20 +227,9 @@ fn bf16_mixed_precision_stays_near_fp32_with_fp32_gradients() {
                 out: Vec::new(),
             };
             model.visit(&mut collector);
-            let dtypes: Vec<_> = {
-                struct Dtypes<'a>(&'a Gradients, Vec<DType>);
-                impl ModuleVisitor for Dtypes<'_> {
-                    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                        self.1.push(param.val().dtype());
-                        if let Some(g) = param.val().grad(self.0) {
-                            self.1.push(g.dtype());
-                        }
-                    }
-                }
-                let mut v = Dtypes(&grads, Vec::new());
-                model.visit(&mut v);
-                v.1
-            };
+            let mut dtypes = Dtypes(&grads, Vec::new());
+            model.visit(&mut dtypes);
+            let dtypes = dtypes.1;
             assert!(
                 dtypes.iter().all(|d| *d == DType::F32),
                 "{precision:?}: parameters and gradients stay fp32: {dtypes:?}"
