@@ -11,21 +11,26 @@
 //! The random-order samples use one uniformly random permutation per sample
 //! (`Sampler::sample_in_orders`, permutations from `OrderSampler` with ratio 1).
 
+mod common;
+
 use anyhow::{Context, Result};
 use burn::module::Module;
 use clap::Parser;
 use rar::core::OrderSampler;
-use rar::model::{Rar, RarConfig};
-use rar::sample::{Sampler, SamplingOptions};
-use rar::train::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS, is_valid_instance};
-use rar::train::{AdamWSettings, ToyTrainer, ToyTrainingConfig, sample_validity};
+use rar::data::toy::{TOY_CLASSES, TOY_TOKENS, is_valid_instance};
+use rar::model::Rar;
+use rar::sample::{Sampler, SamplingConfig};
+use rar::train::{
+    OptimizerConfig, StepMetrics, Trainer, TrainingConfig, sample_validity, toy_training_data,
+    toy_validation_data,
+};
 use std::time::Instant;
 
 /// Share of samples drawn in per-sample random orders that the checker accepts.
 fn random_order_validity(
     model: &Rar,
     classes: &[usize],
-    options: &SamplingOptions,
+    options: &SamplingConfig,
     seed: u64,
 ) -> Result<f64> {
     let orders: Vec<Vec<usize>> = OrderSampler::raster(seed, TOY_TOKENS)?
@@ -80,7 +85,7 @@ struct Args {
     per_class: usize,
     /// How to sample.
     #[command(flatten)]
-    sampling: rar::cli::ToySampling,
+    sampling: common::sampling::ToySampling,
     /// Seed.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -89,13 +94,7 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let device = rar::device::parse_device(&args.device)?;
-    let model = RarConfig::new(args.hidden, 3, 4, 4 * args.hidden)
-        .with_image_seq_len(TOY_TOKENS)
-        .with_codebook_size(TOY_CODEBOOK)
-        .with_num_classes(TOY_CLASSES)
-        .with_dropout(0.0)
-        .with_attn_drop(0.0);
-    let base = ToyTrainingConfig::new(model, AdamWSettings::new())
+    let base = TrainingConfig::new(common::toy_model(args.hidden, 3, 4), OptimizerConfig::new())
         .with_steps(args.steps)
         .with_batch_size(args.batch_size)
         .with_base_lr(args.lr)
@@ -118,9 +117,10 @@ fn main() -> Result<()> {
         println!("== {name} (anneal {start}→{end} of {} steps)", args.steps);
         let t = Instant::now();
         let config = base.clone().with_anneal_start(start).with_anneal_end(end);
-        let mut trainer = ToyTrainer::new(config, &device)?;
-        trainer.run(|m| println!("{m}"))?;
-        let (nll, _) = trainer.validate()?;
+        let data = toy_training_data(&config)?;
+        let mut trainer = Trainer::new(config.clone(), data, vec![device.clone()])?;
+        trainer.run(&mut |m: &StepMetrics| println!("{m}"))?;
+        let (nll, _) = trainer.validate(&toy_validation_data(&config))?;
         let model = trainer.model().valid();
         let (_, validity) = sample_validity(&model, &classes, &options, args.seed)?;
         // The paper evaluates the random-only model in random orders too (Table 2).

@@ -1,5 +1,5 @@
-//! Pretokenizes an ImageNet-layout folder into token shards with the MaskGIT-VQGAN tokenizer
-//! (spec §8.1).
+//! Pretokenizes an ImageNet-layout folder into token shards with the MaskGIT-VQGAN tokenizer,
+//! as the official `scripts/pretokenization.py` does.
 //!
 //! ```text
 //! cargo run --release --example pretokenize_imagenet -- \
@@ -10,13 +10,14 @@
 //! `--input` is the directory holding one folder per class (`<wnid>/*.JPEG`); labels are the
 //! sorted folder order (0…999 for ImageNet). Rerunning the same command resumes an interrupted
 //! run; unreadable images are skipped and listed in `<output>/skipped.txt`. The output is
-//! read back with `rar::vq::TokenDataset::open(output)`.
+//! read back with `rar::data::ShardSet::open(output)` (training: `train_imagenet`).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use rar::vq::{CropMode, PretokenizeOptions, Tokenizer, pretokenize};
+use rar::data::{CropMode, PretokenizeConfig, pretokenize};
+use rar::vq::Tokenizer;
 
 /// Which crops of each image to tokenize.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -74,7 +75,7 @@ fn main() -> Result<()> {
         config.num_levels(),
         config.base_channels
     );
-    let mut options = PretokenizeOptions::new(&args.input, &args.output);
+    let mut options = PretokenizeConfig::new(&args.input, &args.output);
     options.crop_mode = match args.crops {
         Crops::TenCrop => CropMode::TenCrop,
         Crops::CenterFlip => CropMode::CenterFlip,
@@ -98,9 +99,7 @@ fn main() -> Result<()> {
         summary.shards_written,
         summary.shards_reused,
         summary.skipped.len(),
-        args.output
-            .join(rar::vq::pretokenize::SKIPPED_FILE)
-            .display()
+        args.output.join(rar::data::shard::SKIPPED_FILE).display()
     );
     for s in summary.skipped.iter().take(10) {
         eprintln!("  skipped {}: {}", s.path.display(), s.error);

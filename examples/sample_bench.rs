@@ -9,10 +9,12 @@
 //! Weights are random (the cost of a step does not depend on their values). Detokenization is
 //! not included; the figures are token generation only.
 
+mod common;
+
 use anyhow::Result;
 use clap::Parser;
 use rar::core::GuidanceSchedule;
-use rar::sample::{Sampler, SamplingOptions};
+use rar::sample::{Sampler, SamplingConfig};
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -20,7 +22,7 @@ use std::time::Instant;
 struct Args {
     /// Model size.
     #[command(flatten)]
-    shape: rar::bench::ModelShape,
+    shape: common::shape::ModelShape,
     /// Images per batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -49,10 +51,10 @@ fn main() -> Result<()> {
     let classes: Vec<usize> = (0..args.batch)
         .map(|i| (i * 97) % args.shape.classes)
         .collect();
-    let options = SamplingOptions {
+    let options = SamplingConfig {
         guidance: GuidanceSchedule::power_cosine(args.guidance, args.guidance_pow)?,
         temperature: 1.0,
-        ..SamplingOptions::default()
+        ..SamplingConfig::default()
     };
     let mut sampler = Sampler::new(&model);
     println!(
@@ -60,7 +62,7 @@ fn main() -> Result<()> {
         args.shape, args.batch, args.guidance, args.device
     );
 
-    let time_batch = |sampler: &mut Sampler, options: &SamplingOptions, seed| -> Result<f64> {
+    let time_batch = |sampler: &mut Sampler, options: &SamplingConfig, seed| -> Result<f64> {
         let start = Instant::now();
         let tokens = sampler.sample(&classes, options, Some(seed))?;
         // reading the ids back forces the whole computation to finish
@@ -82,7 +84,7 @@ fn main() -> Result<()> {
         args.batch as f64 / cached
     );
     if args.recompute {
-        let full = SamplingOptions {
+        let full = SamplingConfig {
             use_cache: false,
             ..options.clone()
         };

@@ -2,21 +2,25 @@
 //!
 //! Facade over the workspace crates (see `docs/ARCHITECTURE.md`):
 //!
-//! | crate | what it owns |
-//! |---|---|
-//! | [`core`] (`rar-core`) | randomness annealing, order sampling, scan orders, target-aware indices, guidance and LR schedules (no burn) |
-//! | [`vq`] (`rar-vq`) | the MaskGIT-VQGAN tokenizer, image I/O, pretokenization |
-//! | [`model`] (`rar-model`) | the RAR transformer, configs, checkpoint loading, KV-cached decoding |
-//! | [`train`] (`rar-train`) | the burn-train Learner loop |
-//! | [`sample`] (`rar-sample`) | the KV-cached sampler and output writers |
+//! | module | crate | what it owns |
+//! |---|---|---|
+//! | [`core`] | `rar-core` | randomness annealing, order sampling, scan orders, target-aware indices, guidance and LR schedules (no burn) |
+//! | [`weights`] | `rar-weights` | reading, checking and writing PyTorch / SafeTensors / burnpack weight files |
+//! | [`data`] | `rar-data` | token shards, the seeded resumable sample order, the toy dataset, image folders, pretokenization |
+//! | [`vq`] | `rar-vq` | the MaskGIT-VQGAN tokenizer |
+//! | [`model`] | `rar-model` | the RAR transformer, configs, checkpoints, KV-cached decoding |
+//! | [`sample`] | `rar-sample` | the KV-cached sampler, PNG grids, the evaluation `.npz` |
+//! | [`train`] | `rar-train` | the training loop |
+//!
+//! plus [`device`], choosing a burn device from a command-line name.
 #![warn(missing_docs)]
 
 pub use rar_core as core;
+pub use rar_data as data;
 pub use rar_model as model;
 pub use rar_sample as sample;
 pub use rar_train as train;
 pub use rar_vq as vq;
+pub use rar_weights as weights;
 
-pub mod bench;
-pub mod cli;
 pub mod device;

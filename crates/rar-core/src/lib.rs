@@ -11,9 +11,7 @@
 //! * [`token_space`] — RAR's embedding-id space (image codes, mask id, classes, "none");
 //! * [`guidance`] — classifier-free-guidance schedules (power-cosine, linear, constant);
 //! * [`lr`] — the linear-warm-up + cosine learning-rate schedule (spec §6.3);
-//! * [`rng`] — the small, versioned random generator behind the reproducible orders;
-//! * [`weight_file`] — weight-file formats told apart by extension (model and tokenizer
-//!   loaders).
+//! * [`rng`] — the small, versioned random generator behind the reproducible orders.
 #![warn(missing_docs)]
 
 pub mod anneal;
@@ -25,7 +23,6 @@ pub mod rng;
 pub mod scan;
 pub mod target;
 pub mod token_space;
-pub mod weight_file;
 
 pub use anneal::RandomnessSchedule;
 pub use guidance::GuidanceSchedule;
@@ -34,7 +31,6 @@ pub use order::{OrderSampler, SampledOrder};
 pub use scan::ScanOrder;
 pub use target::SequenceLayout;
 pub use token_space::TokenSpace;
-pub use weight_file::WeightFileKind;
 
 /// Errors raised by rar-core when a schedule, order or grid is given values it cannot use.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -79,17 +79,6 @@ pub enum RarPreset {
     XXL,
 }
 
-/// Sampling settings recommended for a released model (README_RAR.md, spec §2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SamplingSettings {
-    /// Softmax temperature `τ` (`randomize_temperature`).
-    pub temperature: f32,
-    /// Classifier-free guidance scale `G` (`guidance_scale`; 0 disables guidance).
-    pub guidance_scale: f32,
-    /// Power `p` of the power-cosine guidance schedule (`guidance_scale_pow`).
-    pub guidance_power: f32,
-}
-
 impl RarPreset {
     /// All presets, smallest first.
     pub const ALL: [RarPreset; 4] = [RarPreset::B, RarPreset::L, RarPreset::XL, RarPreset::XXL];
@@ -137,21 +126,6 @@ impl RarPreset {
             RarPreset::XXL => (1408, 40, 6144),
         };
         RarConfig::new(c, d, 16, i)
-    }
-
-    /// The sampling settings the authors recommend for this size (spec §2.1).
-    pub fn sampling(self) -> SamplingSettings {
-        let (temperature, guidance_scale, guidance_power) = match self {
-            RarPreset::B => (1.0, 16.0, 2.75),
-            RarPreset::L => (1.02, 15.5, 2.5),
-            RarPreset::XL => (1.02, 6.9, 1.5),
-            RarPreset::XXL => (1.02, 8.0, 1.2),
-        };
-        SamplingSettings {
-            temperature,
-            guidance_scale,
-            guidance_power,
-        }
     }
 
     /// The preset whose architecture equals `config` (dropouts and epsilon are ignored).

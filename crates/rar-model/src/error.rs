@@ -23,80 +23,10 @@ pub enum RarModelError {
         reason: String,
     },
 
-    /// A checkpoint file could not be opened or parsed (missing, truncated, corrupt, not a
-    /// checkpoint of the expected format).
-    #[error("cannot read checkpoint {}: {reason}", path.display())]
-    CheckpointRead {
-        /// The file.
-        path: PathBuf,
-        /// The reader's diagnosis.
-        reason: String,
-    },
-
-    /// The file extension does not name a supported checkpoint format.
-    #[error(
-        "unsupported checkpoint format for {}: expected .bin/.pt/.pth (PyTorch), .safetensors or .bpk (burnpack)",
-        path.display()
-    )]
-    UnknownFormat {
-        /// The file.
-        path: PathBuf,
-    },
-
-    /// The model needs a tensor the checkpoint does not have.
-    #[error("checkpoint {}: missing tensor '{key}' (the model expects shape {expected:?})", path.display())]
-    MissingTensor {
-        /// The file.
-        path: PathBuf,
-        /// The tensor's key in the checkpoint's naming.
-        key: String,
-        /// The shape the model expects.
-        expected: Vec<usize>,
-    },
-
-    /// The checkpoint has a tensor the model does not know.
-    #[error("checkpoint {}: unexpected tensor '{key}' of shape {found:?} (not part of this model)", path.display())]
-    UnexpectedTensor {
-        /// The file.
-        path: PathBuf,
-        /// The tensor's key in the checkpoint.
-        key: String,
-        /// Its shape in the checkpoint.
-        found: Vec<usize>,
-    },
-
-    /// A tensor's shape differs from what the model expects.
-    #[error("checkpoint {}: tensor '{key}' has shape {found:?} but the model expects {expected:?}", path.display())]
-    ShapeMismatch {
-        /// The file.
-        path: PathBuf,
-        /// The tensor's key in the checkpoint.
-        key: String,
-        /// The shape the model expects (in the checkpoint's layout).
-        expected: Vec<usize>,
-        /// The shape stored in the checkpoint.
-        found: Vec<usize>,
-    },
-
-    /// A tensor is not a floating-point tensor.
-    #[error("checkpoint {}: tensor '{key}' has dtype {dtype}, expected a floating-point tensor", path.display())]
-    UnsupportedDType {
-        /// The file.
-        path: PathBuf,
-        /// The tensor's key in the checkpoint.
-        key: String,
-        /// The stored dtype.
-        dtype: String,
-    },
-
-    /// Reading tensor data or applying it to the module failed after validation.
-    #[error("checkpoint {}: {reason}", path.display())]
-    Apply {
-        /// The file.
-        path: PathBuf,
-        /// What failed.
-        reason: String,
-    },
+    /// A weight file could not be read, does not fit the model, or could not be written
+    /// (the message names the file and the key).
+    #[error(transparent)]
+    Weights(#[from] rar_weights::WeightError),
 
     /// The configuration could not be inferred from a checkpoint's shapes.
     #[error("cannot infer the RAR configuration from {}: {reason}", path.display())]
@@ -104,15 +34,6 @@ pub enum RarModelError {
         /// The file.
         path: PathBuf,
         /// Which shape was missing or inconsistent.
-        reason: String,
-    },
-
-    /// Writing a checkpoint failed.
-    #[error("cannot write {}: {reason}", path.display())]
-    Save {
-        /// The file.
-        path: PathBuf,
-        /// What failed.
         reason: String,
     },
 

@@ -92,3 +92,26 @@ pub fn embedding_trunc_normal(rows: usize, dim: usize, device: &Device) -> Embed
 pub fn layer_norm(dim: usize, eps: f64, device: &Device) -> LayerNorm {
     LayerNormConfig::new(dim).with_epsilon(eps).init(device)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_normal_is_truncated() {
+        // N(0, 1) truncated to ±0.5: std = sqrt(1 − 2·0.5·φ(0.5) / (2Φ(0.5) − 1)) = 0.28388.
+        let device = Device::flex();
+        device.seed(7);
+        let x: Vec<f32> = sample_trunc_normal([200, 500], 1.0, 0.5, &device)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let n = x.len() as f64;
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let std = (x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+        let max = x.iter().map(|v| v.abs()).fold(0.0, f32::max);
+        assert!(max <= 0.5, "max {max}");
+        assert!((std - 0.28388).abs() < 0.003, "std {std}");
+        assert!(mean.abs() < 0.003, "mean {mean}");
+    }
+}

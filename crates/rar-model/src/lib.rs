@@ -7,14 +7,46 @@
 //! specification `shared/spec/RAR-REFERENCE.md` (§0, §3, §5.1, §12); section numbers below
 //! refer to it.
 //!
-//! * [`RarConfig`] / [`RarPreset`] — sizes, the four released presets with their recommended
-//!   sampling settings, exact parameter counts without allocation ([`config`]);
-//! * [`Rar`] — the model: training-mode forward with per-sample orders ([`Rar::forward`]),
-//!   loss and accuracy ([`loss`]), class-label dropout ([`condition`]);
-//! * [`KvCache`], [`DecodePlan`], [`Rar::prefill`], [`Rar::step`] — KV-cached incremental
-//!   decoding in any order ([`cache`]), plus the cache-free [`Rar::forward_prefix`];
-//! * [`checkpoint`] — `.bin` / `.safetensors` / `.bpk` loading with validation, preset
-//!   inference, and saving.
+//! ## The public API
+//!
+//! * [`RarConfig`] / [`RarPreset`] — sizes, the four released presets, exact parameter counts
+//!   without allocation;
+//! * [`Rar`] — the model: training-mode forward with per-sample orders ([`Rar::forward`],
+//!   [`RarInput`] with [`BatchOrders`], [`RarOutput`] with its loss and accuracy, [`RarTrace`]
+//!   for parity checks), class-label dropout and guidance ids ([`condition`]);
+//! * [`KvCache`], [`DecodePlan`], [`DecodeOrder`], [`Rar::prefill`], [`Rar::step`] — KV-cached
+//!   incremental decoding in any order, plus the cache-free [`Rar::forward_prefix`];
+//! * checkpoints — [`Rar::from_checkpoint`] (`.bin` / `.safetensors` / `.bpk`, the preset
+//!   inferred), [`LoadedCheckpoint`], [`Rar::save_burnpack`], [`Rar::save_safetensors`];
+//!   the reference layout [`expected_state_dict`], [`infer_config`], [`checkpoint_shapes`],
+//!   [`checkpoint_naming`], [`reference_keys`];
+//! * [`ComputePrecision`], [`with_compute_precision`] — bf16 products over fp32 weights;
+//! * [`RarModelError`], [`Result`].
+//!
+//! ```
+//! use burn::tensor::{Device, Int, Tensor};
+//! use rar_model::{BatchOrders, RarConfig, RarInput};
+//!
+//! // A tiny random model over 16 tokens of 32 codes and 10 classes: one training forward.
+//! let device = Device::flex();
+//! let config = RarConfig::new(32, 2, 2, 64)
+//!     .with_image_seq_len(16)
+//!     .with_codebook_size(32)
+//!     .with_num_classes(10);
+//! let model = config.init(&device);
+//! let space = config.token_space();
+//! let input = RarInput {
+//!     tokens: Tensor::<2, Int>::zeros([2, 16], &device),
+//!     condition: rar_model::condition::condition_tensor(
+//!         &[space.class_id(3).unwrap() as i64, space.none_id() as i64],
+//!         &device,
+//!     ),
+//!     orders: BatchOrders::raster(2, 16, &device).unwrap(),
+//! };
+//! let out = model.forward(input).unwrap();
+//! assert_eq!(out.logits.dims(), [2, 17, 32]);
+//! assert!(out.loss().into_scalar::<f32>().is_finite());
+//! ```
 //!
 //! ## Token space (§3.2)
 //!
@@ -59,8 +91,7 @@
 //! Pre-norm blocks with affine LayerNorms (eps 1e-6), attention with QK-LayerNorm over the
 //! head dimension, exact-GELU MLP, and per-position adaLN modulation (6 chunks in the order
 //! shift/scale/gate for attention then MLP). The final adaLN layer uses an affine-free
-//! LayerNorm and splits its modulation as **scale, then shift**. See [`block`] and
-//! [`final_layer`].
+//! LayerNorm and splits its modulation as **scale, then shift**.
 //!
 //! ## Backends
 //!
@@ -70,25 +101,28 @@
 //! unless the model is in validation mode (`model.valid()`).
 #![warn(missing_docs)]
 
-pub mod attention;
-pub mod block;
-pub mod cache;
-pub mod checkpoint;
+mod attention;
+mod block;
+mod cache;
+mod checkpoint;
 pub mod condition;
-pub mod config;
-pub mod error;
-pub mod final_layer;
-pub mod init;
-pub mod loss;
-pub mod mlp;
-pub mod model;
-pub mod orders;
-pub mod precision;
-pub mod train_ops;
+mod config;
+mod error;
+mod final_layer;
+mod init;
+mod loss;
+mod mlp;
+mod model;
+mod orders;
+mod precision;
+mod train_ops;
 
+pub use block::RarBlock;
 pub use cache::{DecodeOrder, DecodePlan, KvCache};
-pub use checkpoint::{CheckpointFormat, LoadedCheckpoint};
-pub use config::{RarConfig, RarPreset, SamplingSettings};
+pub use checkpoint::infer::infer_config;
+pub use checkpoint::keys::{checkpoint_naming, expected_state_dict, reference_keys};
+pub use checkpoint::load::{LoadedCheckpoint, checkpoint_shapes};
+pub use config::{RarConfig, RarPreset};
 pub use error::{RarModelError, Result};
 pub use model::{Rar, RarInput, RarOutput, RarTrace};
 pub use orders::BatchOrders;

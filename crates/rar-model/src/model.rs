@@ -74,6 +74,11 @@ impl RarOutput {
         loss::ar_loss(self.logits.clone(), self.labels.clone())
     }
 
+    /// Cross-entropy of every target, `[B, N]` (the loss before the mean).
+    pub fn token_losses(&self) -> Tensor<2> {
+        loss::per_token_loss(self.logits.clone(), self.labels.clone())
+    }
+
     /// Fraction of targets whose arg-max logit equals the label (the logged `correct_tokens`).
     pub fn accuracy(&self) -> Tensor<1> {
         loss::token_accuracy(self.logits.clone(), self.labels.clone())
@@ -289,7 +294,7 @@ impl Rar {
     }
 
     /// Precomputes the per-slot positional terms of `order` for decoding (see
-    /// [`crate::cache`]). A plan can be reused for any number of batches; a per-row plan only
+    /// [`DecodePlan`]). A plan can be reused for any number of batches; a per-row plan only
     /// for batches of its number of rows.
     pub fn decode_plan(&self, order: &DecodeOrder) -> Result<DecodePlan> {
         let n = self.config.image_seq_len;

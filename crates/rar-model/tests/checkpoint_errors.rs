@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use common::*;
 use rar_model::{Rar, RarConfig, RarModelError};
+use rar_weights::WeightError;
 use safetensors::{Dtype, SafeTensors};
 
 /// Name → (dtype, shape, bytes) of a safetensors file.
@@ -82,11 +83,11 @@ fn missing_tensor_names_file_key_and_shape() {
     let err = load(&s, &path);
     let msg = err.to_string();
     match err {
-        RarModelError::MissingTensor {
+        RarModelError::Weights(WeightError::Missing {
             path: p,
             key,
             expected,
-        } => {
+        }) => {
             assert_eq!(p, path);
             assert_eq!(key, "lm_head.bias");
             assert_eq!(expected, vec![s.config.codebook_size]);
@@ -107,7 +108,7 @@ fn unexpected_tensor_is_reported() {
     let path = s.tmp.join("extra.safetensors");
     write_entries(&entries, &path);
     match load(&s, &path) {
-        RarModelError::UnexpectedTensor { key, found, .. } => {
+        RarModelError::Weights(WeightError::Unexpected { key, found, .. }) => {
             assert_eq!(key, "extra.weight");
             assert_eq!(found, vec![3]);
         }
@@ -132,12 +133,12 @@ fn mis_shaped_tensor_reports_both_shapes() {
     let err = load(&s, &path);
     let msg = err.to_string();
     match err {
-        RarModelError::ShapeMismatch {
+        RarModelError::Weights(WeightError::Shape {
             key: k,
             expected,
             found,
             ..
-        } => {
+        }) => {
             assert_eq!(k, key);
             assert_eq!(expected, vec![rows, cols]);
             assert_eq!(found, vec![rows - 1, cols]);
@@ -161,7 +162,7 @@ fn integer_tensor_is_rejected() {
     write_entries(&entries, &path);
     assert!(matches!(
         load(&s, &path),
-        RarModelError::UnsupportedDType { .. }
+        RarModelError::Weights(WeightError::DType { .. })
     ));
 }
 
@@ -176,12 +177,12 @@ fn wrong_config_is_a_shape_error_on_the_real_bin() {
     let err = Rar::from_pytorch(&path, &wrong, &s.device).unwrap_err();
     let msg = err.to_string();
     match err {
-        RarModelError::ShapeMismatch {
+        RarModelError::Weights(WeightError::Shape {
             key,
             expected,
             found,
             ..
-        } => {
+        }) => {
             assert_eq!(key, "pos_embed");
             assert_eq!(expected[1], found[1] + 1);
         }
@@ -194,7 +195,7 @@ fn wrong_config_is_a_shape_error_on_the_real_bin() {
     };
     assert!(matches!(
         Rar::from_pytorch(&path, &wider, &s.device).unwrap_err(),
-        RarModelError::ShapeMismatch { .. }
+        RarModelError::Weights(WeightError::Shape { .. })
     ));
     let invalid = RarConfig {
         num_heads: s.config.hidden_size + 1,
@@ -214,7 +215,7 @@ fn write_bytes(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 
 fn assert_read_error(s: &Setup, path: &Path) {
     match load(s, path) {
-        RarModelError::CheckpointRead { path: p, reason } => {
+        RarModelError::Weights(WeightError::Read { path: p, reason }) => {
             assert_eq!(p, path);
             assert!(!reason.is_empty());
         }
@@ -281,11 +282,14 @@ fn unknown_format_and_uninferable_config() {
     let path = write_bytes(&s.tmp, "weights.onnx", b"x");
     assert!(matches!(
         load(&s, &path),
-        RarModelError::UnknownFormat { .. }
+        RarModelError::Weights(WeightError::UnknownFormat { .. })
     ));
     // .safetensors passed to the PyTorch loader.
     let err = Rar::from_pytorch(s.dir.join("model.safetensors"), &s.config, &s.device).unwrap_err();
-    assert!(matches!(err, RarModelError::UnknownFormat { .. }));
+    assert!(matches!(
+        err,
+        RarModelError::Weights(WeightError::UnknownFormat { .. })
+    ));
 
     let mut entries = s.entries.clone();
     entries.remove("cls_token");

@@ -4,16 +4,13 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use burn::module::Module;
 use burn::tensor::Device;
 use common::*;
-use rar_model::checkpoint::{
-    checkpoint_key_to_module_path, expected_state_dict, infer_config, module_parameters,
-    module_path_to_checkpoint_key,
-};
-use rar_model::{RarConfig, RarPreset};
+use rar_model::{RarConfig, RarPreset, checkpoint_naming, expected_state_dict, infer_config};
+use rar_weights::module_parameters;
 
 #[test]
 fn full_size_keys_map_onto_the_preset_module_trees() {
@@ -66,8 +63,10 @@ fn full_size_keys_map_onto_the_preset_module_trees() {
         assert_eq!(state.len(), tensors_per_size, "{name}: tensor count");
 
         // The layout computed from the config is exactly the reference state_dict.
-        let expected: BTreeMap<String, Vec<usize>> =
-            expected_state_dict(&config).into_iter().collect();
+        let expected: BTreeMap<String, Vec<usize>> = expected_state_dict(&config)
+            .into_iter()
+            .map(|t| (t.key, t.shape))
+            .collect();
         assert_eq!(
             expected, state,
             "{name}: expected_state_dict differs from the reference"
@@ -81,46 +80,40 @@ fn full_size_keys_map_onto_the_preset_module_trees() {
             "{name}: inferred preset"
         );
 
-        // The module tree of a lazily built full-size model (no weight is allocated).
+        // The module tree of a lazily built full-size model (no weight is allocated): every
+        // parameter maps to exactly one key, with the stored shape (Linear weights
+        // transposed), and the key maps back to the parameter.
         let model = config.init(&Device::flex());
-        let params: HashMap<String, (Vec<usize>, String)> = module_parameters(&model)
-            .into_iter()
-            .map(|p| (p.path, (p.shape, p.module_type)))
-            .collect();
+        let naming = checkpoint_naming();
+        let params = module_parameters(&model);
         assert_eq!(
             params.len(),
             state.len(),
             "{name}: module has a different number of tensors"
         );
         let mut hit = std::collections::HashSet::new();
-        for (key, shape) in &state {
-            let mapping = checkpoint_key_to_module_path(key);
-            let (module_shape, module_type) = params.get(&mapping.path).unwrap_or_else(|| {
-                panic!(
-                    "{name}: '{key}' → '{}' is not a module parameter",
-                    mapping.path
-                )
-            });
-            let is_linear_weight =
-                module_type == "Struct:Linear" && mapping.path.ends_with(".weight");
+        for p in &params {
+            let key = naming.to_file(p);
+            let shape = state
+                .get(&key)
+                .unwrap_or_else(|| panic!("{name}: '{}' → '{key}' is not a reference key", p.path));
+            let is_linear_weight = p.module_type == "Struct:Linear" && p.path.ends_with(".weight");
             assert_eq!(
-                mapping.transposed, is_linear_weight,
+                p.is_transposed(),
+                is_linear_weight,
                 "{name}: '{key}' transpose flag"
             );
-            let mut stored = module_shape.clone();
-            if mapping.transposed {
-                stored.reverse();
-            }
-            assert_eq!(&stored, shape, "{name}: '{key}' shape");
-            assert_eq!(
-                module_path_to_checkpoint_key(&mapping.path),
-                *key,
-                "{name}: inverse mapping"
+            assert_eq!(&p.reference_shape(), shape, "{name}: '{key}' shape");
+            let back = naming.to_module(&key);
+            let norm_path = back.replace(".weight", ".gamma").replace(".bias", ".beta");
+            assert!(
+                back == p.path || (p.is_norm_affine() && norm_path == p.path),
+                "{name}: '{key}' maps back to '{back}', not '{}'",
+                p.path
             );
             assert!(
-                hit.insert(mapping.path.clone()),
-                "{name}: two keys map to '{}'",
-                mapping.path
+                hit.insert(key.clone()),
+                "{name}: two parameters map to '{key}'"
             );
         }
         assert_eq!(model.num_params(), count, "{name}: module parameter count");
@@ -148,9 +141,4 @@ fn preset_parameter_counts_are_exact() {
     assert_eq!(RarPreset::L.config().num_params(), 461_668_352);
     assert_eq!(RarPreset::XL.config().num_params(), 955_425_024);
     assert_eq!(RarPreset::XXL.config().num_params(), 1_498_520_704);
-    let s = RarPreset::XL.sampling();
-    assert_eq!(
-        (s.temperature, s.guidance_scale, s.guidance_power),
-        (1.02, 6.9, 1.5)
-    );
 }

@@ -6,8 +6,7 @@
 mod common;
 
 use common::*;
-use rar_model::checkpoint::infer_config;
-use rar_model::{BatchOrders, Rar, RarInput, loss};
+use rar_model::{BatchOrders, Rar, RarInput, checkpoint_shapes, infer_config};
 
 const TOL: f64 = 1e-4;
 
@@ -50,10 +49,7 @@ fn train_forward_matches_the_reference() {
                 }
                 check("final_layer_output", values(trace.final_hidden.clone()));
                 check("logits", values(out.logits.clone()));
-                check(
-                    "per_token_loss",
-                    values(loss::per_token_loss(out.logits.clone(), out.labels.clone())),
-                );
+                check("per_token_loss", values(out.token_losses()));
                 check("loss", values(out.loss()));
                 check("correct_tokens", values(out.accuracy()));
                 assert_eq!(
@@ -92,11 +88,7 @@ fn train_forward_matches_the_reference() {
 fn fixture_configs_are_inferred_from_the_checkpoints() {
     for dir in model_dirs() {
         let config = fixture_config(&dir);
-        let index = rar_model::checkpoint::read_checkpoint_index(dir.join("model.bin")).unwrap();
-        let shapes = index
-            .iter()
-            .map(|(k, t)| (k.clone(), t.shape.clone()))
-            .collect();
+        let shapes = checkpoint_shapes(dir.join("model.bin")).unwrap();
         let inferred = infer_config(&shapes).unwrap();
         assert!(
             inferred.same_architecture(&config),

@@ -6,7 +6,6 @@ mod common;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{DType, Device, Gradients, Tensor};
 use common::*;
-use rar_model::checkpoint::checkpoint_key_to_module_path;
 use rar_model::{BatchOrders, ComputePrecision, Rar, RarConfig, RarInput, with_compute_precision};
 
 const TOL: f64 = 1e-4;
@@ -88,15 +87,18 @@ fn gradients_match_the_reference() {
             model.visit(&mut collector);
             let mut total_sq = 0.0f64;
             let mut count = 0;
-            for (key, _) in rar_model::checkpoint::expected_state_dict(model.config()) {
-                let mapping = checkpoint_key_to_module_path(&key);
+            let params: std::collections::HashMap<_, _> =
+                rar_model::reference_keys(&model).into_iter().collect();
+            for expected in rar_model::expected_state_dict(model.config()) {
+                let key = expected.key;
+                let param = &params[&key];
                 let (_, shape, grad) = collector
                     .out
                     .iter()
-                    .find(|(p, _, _)| *p == mapping.path)
-                    .unwrap_or_else(|| panic!("no parameter {}", mapping.path));
+                    .find(|(p, _, _)| *p == param.path)
+                    .unwrap_or_else(|| panic!("no parameter {}", param.path));
                 assert!(!grad.is_empty(), "{dev_name}: no gradient for {key}");
-                let grad = if mapping.transposed {
+                let grad = if param.is_transposed() {
                     let (r, c) = (shape[0], shape[1]);
                     let mut t = vec![0.0; grad.len()];
                     for i in 0..r {

@@ -20,9 +20,24 @@ pub enum SampleError {
     /// The tokenizer rejected the tokens or failed to decode them.
     #[error(transparent)]
     Tokenizer(#[from] rar_vq::VqError),
+    /// An image could not be encoded or written.
+    #[error("cannot write {}: {message}", path.display())]
+    ImageWrite {
+        /// The output file.
+        path: std::path::PathBuf,
+        /// What failed.
+        message: String,
+    },
     /// Writing the `.npz` evaluation file failed.
     #[error(transparent)]
     Npz(#[from] NpzError),
+}
+
+impl SampleError {
+    /// An [`SampleError::InvalidRequest`] about the argument `name`.
+    pub(crate) fn input(name: &str, message: impl std::fmt::Display) -> Self {
+        Self::InvalidRequest(format!("{name}: {message}"))
+    }
 }
 
 /// Result alias for rar-sample.

@@ -20,7 +20,7 @@ use rar_vq::Tokenizer;
 
 use crate::error::{Result, SampleError};
 use crate::npz::NpzWriter;
-use crate::sampler::{Sampler, SamplingOptions};
+use crate::sampler::{Sampler, SamplingConfig};
 
 /// Which images make up the evaluation set and how they are batched and seeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +90,7 @@ impl EvalSet {
 pub fn write_eval_npz(
     sampler: &mut Sampler,
     tokenizer: &Tokenizer,
-    options: &SamplingOptions,
+    options: &SamplingConfig,
     set: &EvalSet,
     path: impl AsRef<Path>,
     mut progress: impl FnMut(usize, usize),

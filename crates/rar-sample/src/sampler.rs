@@ -12,7 +12,7 @@
 //! 3. the tokens, produced in the decode order, are put back in raster order.
 //!
 //! The decode order is one of the paper's scan orders for the whole batch
-//! ([`SamplingOptions::order`]), or a separate permutation per sample
+//! ([`SamplingConfig::order`]), or a separate permutation per sample
 //! ([`Sampler::sample_in_orders`]) — how the paper evaluates its random-order-only model
 //! (Table 2: random-order training sampled in random orders).
 //!
@@ -25,14 +25,14 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rar_core::{GuidanceSchedule, ScanOrder};
-use rar_model::{DecodeOrder, DecodePlan, KvCache, Rar, SamplingSettings};
+use rar_model::{DecodeOrder, DecodePlan, KvCache, Rar, RarPreset};
 
 use crate::error::{Result, SampleError};
 use crate::logits;
 
 /// How to sample: guidance, temperature, filtering, order and cache use.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SamplingOptions {
+pub struct SamplingConfig {
     /// The guidance schedule (`G = 0` switches guidance off: no unconditional batch).
     pub guidance: GuidanceSchedule,
     /// Softmax temperature `τ > 0` (the reference's `randomize_temperature`).
@@ -48,18 +48,26 @@ pub struct SamplingOptions {
     pub use_cache: bool,
 }
 
-impl SamplingOptions {
-    /// A preset's recommended settings (spec §2.1): power-cosine guidance, its temperature,
-    /// raster order, no filtering, KV cache on.
-    pub fn from_settings(s: &SamplingSettings) -> Result<Self> {
-        Ok(Self {
-            guidance: GuidanceSchedule::power_cosine(s.guidance_scale, s.guidance_power)?,
-            temperature: s.temperature,
+impl SamplingConfig {
+    /// The settings the authors recommend for a released model (the official code's
+    /// `README_RAR.md`): power-cosine guidance `G` with power `p` and temperature `τ` —
+    /// RAR-B 16 / 2.75 / 1.0, RAR-L 15.5 / 2.5 / 1.02, RAR-XL 6.9 / 1.5 / 1.02, RAR-XXL
+    /// 8.0 / 1.2 / 1.02 — in raster order, no filtering, KV cache on.
+    pub fn preset(preset: RarPreset) -> Self {
+        let (temperature, scale, power) = match preset {
+            RarPreset::B => (1.0, 16.0, 2.75),
+            RarPreset::L => (1.02, 15.5, 2.5),
+            RarPreset::XL => (1.02, 6.9, 1.5),
+            RarPreset::XXL => (1.02, 8.0, 1.2),
+        };
+        Self {
+            guidance: GuidanceSchedule::PowerCosine { scale, power },
+            temperature,
             top_k: None,
             top_p: None,
             order: ScanOrder::RowMajor,
             use_cache: true,
-        })
+        }
     }
 
     /// Checks every field (called by the sampler before any work).
@@ -93,20 +101,10 @@ impl SamplingOptions {
     }
 }
 
-impl Default for SamplingOptions {
+impl Default for SamplingConfig {
     /// RAR-B's recommended settings (G 16, p 2.75, τ 1.0), raster, cached.
     fn default() -> Self {
-        Self {
-            guidance: GuidanceSchedule::PowerCosine {
-                scale: 16.0,
-                power: 2.75,
-            },
-            temperature: 1.0,
-            top_k: None,
-            top_p: None,
-            order: ScanOrder::RowMajor,
-            use_cache: true,
-        }
+        Self::preset(RarPreset::B)
     }
 }
 
@@ -152,7 +150,7 @@ impl<'m> Sampler<'m> {
     pub fn sample(
         &mut self,
         classes: &[usize],
-        options: &SamplingOptions,
+        options: &SamplingConfig,
         seed: Option<u64>,
     ) -> Result<Tensor<2, Int>> {
         let key = PlanKey::Scan(options.order);
@@ -170,7 +168,7 @@ impl<'m> Sampler<'m> {
         &mut self,
         classes: &[usize],
         orders: &[Vec<usize>],
-        options: &SamplingOptions,
+        options: &SamplingConfig,
         seed: Option<u64>,
     ) -> Result<Tensor<2, Int>> {
         if orders.len() != classes.len() {
@@ -193,7 +191,7 @@ impl<'m> Sampler<'m> {
     fn sample_with_plan(
         &mut self,
         classes: &[usize],
-        options: &SamplingOptions,
+        options: &SamplingConfig,
         key: PlanKey,
         seed: Option<u64>,
     ) -> Result<Tensor<2, Int>> {
@@ -220,7 +218,7 @@ impl<'m> Sampler<'m> {
     pub fn replay(
         &mut self,
         classes: &[usize],
-        options: &SamplingOptions,
+        options: &SamplingConfig,
         forced: Tensor<2, Int>,
     ) -> Result<Vec<Tensor<2>>> {
         let [b, n] = forced.dims();
@@ -245,7 +243,7 @@ impl<'m> Sampler<'m> {
     fn run(
         &mut self,
         classes: &[usize],
-        options: &SamplingOptions,
+        options: &SamplingConfig,
         key: &PlanKey,
         mut choose: impl FnMut(usize, Tensor<2>) -> Tensor<1, Int>,
     ) -> Result<Tensor<2, Int>> {
@@ -389,5 +387,32 @@ impl<'m> Sampler<'m> {
             }
         };
         Ok(generated.gather(1, index))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_use_the_authors_settings() {
+        let xl = SamplingConfig::preset(RarPreset::XL);
+        assert_eq!(
+            (xl.temperature, xl.guidance),
+            (
+                1.02,
+                GuidanceSchedule::PowerCosine {
+                    scale: 6.9,
+                    power: 1.5
+                }
+            )
+        );
+        assert_eq!(
+            SamplingConfig::default(),
+            SamplingConfig::preset(RarPreset::B)
+        );
+        for preset in RarPreset::ALL {
+            SamplingConfig::preset(preset).validate().unwrap();
+        }
     }
 }

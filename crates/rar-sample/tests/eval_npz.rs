@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use rar_core::GuidanceSchedule;
 use rar_core::parity::{parity_dir_for_tests, rar_model_dirs};
 use rar_model::{Rar, RarConfig};
-use rar_sample::{EvalSet, NpzWriter, Sampler, SamplingOptions, write_eval_npz};
+use rar_sample::{EvalSet, NpzWriter, Sampler, SamplingConfig, write_eval_npz};
 use rar_vq::Tokenizer;
 use std::io::Read;
 
@@ -21,9 +21,9 @@ fn eval_set_is_complete_and_resumable() {
     let model = Rar::from_pytorch(dir.join("model.bin"), &config, &device).unwrap();
     let (tokenizer, _) =
         Tokenizer::from_file(parity.join("maskgit_vqgan").join("model.bin"), &device).unwrap();
-    let options = SamplingOptions {
+    let options = SamplingConfig {
         guidance: GuidanceSchedule::power_cosine(3.0, 1.0).unwrap(),
-        ..SamplingOptions::default()
+        ..SamplingConfig::default()
     };
     let set = EvalSet {
         per_class: 2,

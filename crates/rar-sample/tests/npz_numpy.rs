@@ -2,9 +2,9 @@
 //!
 //! Runs `python3` with numpy when available (CI installs numpy); otherwise it says it was
 //! skipped. The Rust-side round trip through an independent zip reader lives in
-//! `rar_sample::npz`'s unit tests.
+//! the npz writer's unit tests.
 
-use rar_sample::npz::NpzWriter;
+use rar_sample::NpzWriter;
 use std::process::Command;
 
 fn numpy_available() -> bool {

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rar_core::GuidanceSchedule;
 use rar_core::parity::{Fixture, parity_dir_for_tests, rar_model_dirs, read_json, rel_err};
 use rar_model::{Rar, RarConfig};
-use rar_sample::{Sampler, SamplingOptions};
+use rar_sample::{Sampler, SamplingConfig};
 use serde_json::Value;
 use std::path::Path;
 
@@ -36,7 +36,7 @@ fn sampling_params(parity: &Path, file: &str) -> Value {
 fn replay_worst(
     model: &Rar,
     classes: &[usize],
-    options: &SamplingOptions,
+    options: &SamplingConfig,
     tokens: &rar_core::parity::Array<i64>,
     expected: &rar_core::parity::Array<f32>,
     scale: f32,
@@ -102,11 +102,11 @@ fn guided_and_unguided_logits_match_the_reference_per_step() {
                         // guidance off: the batch is not doubled; softmax input = logits / τ
                         GuidanceSchedule::off()
                     };
-                    let options = SamplingOptions {
+                    let options = SamplingConfig {
                         guidance,
                         temperature,
                         use_cache,
-                        ..SamplingOptions::default()
+                        ..SamplingConfig::default()
                     };
                     let scale = if guided { 1.0 } else { temperature };
                     let worst = replay_worst(
@@ -140,10 +140,10 @@ fn sampling_is_reproducible_and_valid() {
     let device = Device::flex();
     let model = Rar::from_pytorch(dir.join("model.bin"), &config, &device).unwrap();
     let mut sampler = Sampler::new(&model);
-    let options = SamplingOptions {
+    let options = SamplingConfig {
         guidance: GuidanceSchedule::power_cosine(4.0, 1.0).unwrap(),
         top_k: Some(5),
-        ..SamplingOptions::default()
+        ..SamplingConfig::default()
     };
     let classes = [0, config.num_classes - 1, 3];
     let a = sampler.sample(&classes, &options, Some(11)).unwrap();
@@ -158,7 +158,7 @@ fn sampling_is_reproducible_and_valid() {
     );
 
     // a non-raster order samples too (and comes back in raster order, all ids valid)
-    let spiral = SamplingOptions {
+    let spiral = SamplingConfig {
         order: rar_core::ScanOrder::SpiralIn,
         ..options.clone()
     };
@@ -175,35 +175,35 @@ fn bad_requests_are_clear_errors() {
     let config = RarConfig::from_reference_json(dir.join("config.json")).unwrap();
     let model = Rar::from_pytorch(dir.join("model.bin"), &config, &Device::flex()).unwrap();
     let mut sampler = Sampler::new(&model);
-    let ok = SamplingOptions::default();
-    let mut err = |classes: &[usize], o: &SamplingOptions| {
+    let ok = SamplingConfig::default();
+    let mut err = |classes: &[usize], o: &SamplingConfig| {
         sampler.sample(classes, o, None).unwrap_err().to_string()
     };
     assert!(err(&[config.num_classes], &ok).contains("class"));
     assert!(err(&[], &ok).contains("no classes"));
     for t in [0.0, -1.0, f32::NAN] {
-        let o = SamplingOptions {
+        let o = SamplingConfig {
             temperature: t,
             ..ok.clone()
         };
         assert!(err(&[0], &o).contains("temperature"));
     }
-    let o = SamplingOptions {
+    let o = SamplingConfig {
         guidance: GuidanceSchedule::Constant { scale: f32::NAN },
         ..ok.clone()
     };
     assert!(err(&[0], &o).contains("guidance"));
-    let o = SamplingOptions {
+    let o = SamplingConfig {
         guidance: GuidanceSchedule::Constant { scale: -2.0 },
         ..ok.clone()
     };
     assert!(err(&[0], &o).contains("guidance"));
-    let o = SamplingOptions {
+    let o = SamplingConfig {
         top_k: Some(0),
         ..ok.clone()
     };
     assert!(err(&[0], &o).contains("top-k"));
-    let o = SamplingOptions {
+    let o = SamplingConfig {
         top_p: Some(1.5),
         ..ok.clone()
     };

@@ -6,7 +6,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Int, Tensor};
 use rar_core::{GuidanceSchedule, OrderSampler, ScanOrder};
 use rar_model::{Rar, RarConfig};
-use rar_sample::{Sampler, SamplingOptions};
+use rar_sample::{Sampler, SamplingConfig};
 
 /// burn's device RNG is process-global: tests that seed it and draw from it must not
 /// interleave (cargo runs the tests of a file on parallel threads).
@@ -45,8 +45,8 @@ fn rows(t: Tensor<2, Int>) -> Vec<Vec<i64>> {
     flat.chunks(n).map(<[i64]>::to_vec).collect()
 }
 
-fn options(guidance: f32, top_k: Option<usize>) -> SamplingOptions {
-    SamplingOptions {
+fn options(guidance: f32, top_k: Option<usize>) -> SamplingConfig {
+    SamplingConfig {
         guidance: if guidance > 0.0 {
             GuidanceSchedule::constant(guidance).unwrap()
         } else {

@@ -14,10 +14,13 @@ pub enum TrainError {
     /// Sampling failed.
     #[error(transparent)]
     Sample(#[from] rar_sample::SampleError),
-    /// Reading token shards or decoding previews with the tokenizer failed (the message names
-    /// the file and the value).
+    /// Decoding previews with the tokenizer failed.
     #[error(transparent)]
-    Vq(#[from] rar_vq::VqError),
+    Tokenizer(#[from] rar_vq::VqError),
+    /// Reading the training data failed, or a record does not fit it (the message names the
+    /// file, the record and the value).
+    #[error(transparent)]
+    Data(#[from] rar_data::DataError),
     /// The loss became NaN or infinite; the run stops so no bad update is applied.
     #[error(
         "non-finite training loss {loss} at optimizer step {step}: stopping (the update of this step was not applied)"
@@ -36,14 +39,6 @@ pub enum TrainError {
         /// The pre-clip global gradient norm.
         norm: f64,
     },
-    /// A sample of the training data is unusable.
-    #[error("training sample {index}: {reason}")]
-    Data {
-        /// The source index of the sample.
-        index: usize,
-        /// What is wrong with it.
-        reason: String,
-    },
     /// A device list cannot be used for training.
     #[error("unsupported training devices {devices}: {reason}")]
     Devices {
@@ -52,9 +47,6 @@ pub enum TrainError {
         /// Why they are refused.
         reason: String,
     },
-    /// burn-train's Learner or one of its helpers failed.
-    #[error("burn-train: {0}")]
-    Learner(String),
     /// A training setting is out of range.
     #[error("invalid training setting: {0}")]
     InvalidSetting(String),

@@ -1,53 +1,80 @@
-//! RAR training (spec §4 and §6) on burn-train's `Learner`: the reference's training step
-//! (AdamW with its two parameter groups, global-norm clipping, warm-up + cosine LR),
-//! randomness annealing with per-sample orders, class-label dropout, gradient accumulation,
-//! step-level checkpoints with exact resume (dropout included), periodic preview grids.
+//! # rar-train — training RAR
 //!
-//! * [`optim`] — weight-decay groups, AdamW settings, global-norm clipping;
-//! * [`step`] — [`RarOptimizer`]: one optimizer step exactly as the reference, outside the
-//!   Learner (the parity reference for the Learner path);
-//! * [`source`] — [`TokenSource`] (the data a run reads), [`StepLoader`] (burn's
-//!   `DataLoader` over a run's micro-batches) and the data position;
-//! * [`learner`] — [`RarLearnerModel`] (`TrainStep`/`InferenceStep` around `Rar`),
-//!   [`RarLrScheduler`] (burn's `LrScheduler` counting the global optimizer step);
-//! * [`trainer`] — [`Trainer`] / [`ToyTrainer`]: the loop, a custom
-//!   `SupervisedLearningStrategy` launched through `SupervisedTraining`, metrics lines,
-//!   checkpoints, previews, validation loss and sample validity;
-//! * [`shards`] — [`ShardSource`] (training on rar-vq token shards, in the shard stream's own
-//!   seeded order, with previews decoded by the tokenizer) and [`TrainingRecipe`] (the
-//!   official ImageNet recipe in absolute steps);
-//! * [`toy`] — the embedded toy dataset and its validity checker.
+//! The reference's training recipe (the paper's §3.2 and §4.1, the official
+//! `train_utils.py`) as a plain loop over burn's autodiff and optimizer:
 //!
-//! # What runs where
+//! * [`TrainingConfig`] — every setting of a run, checked before any work;
+//!   [`TrainingConfig::official`] is the ImageNet recipe;
+//! * [`Trainer`] — the loop: per-sample orders with the annealed random-order ratio `r(t)`,
+//!   class-label dropout, gradient accumulation, data parallelism over several devices,
+//!   global-norm clipping, AdamW with the reference's two parameter groups, fp32 or bf16
+//!   products; step checkpoints with exact resume ([`Trainer::resume`],
+//!   [`Trainer::open_or_resume`]); previews ([`PreviewRenderer`]: [`ToyPreview`],
+//!   [`TokenizerPreview`]); progress ([`RunObserver`], [`ConsoleProgress`], [`StepMetrics`]);
+//! * the pieces a custom loop needs — [`RarOptimizer`] (the one update), [`forward_backward`],
+//!   [`TrainingInputs`] (orders, label dropout and dropout seeds keyed by step and position),
+//!   [`OptimizerConfig`] and [`weight_decay_groups`];
+//! * evaluation — [`validation_loss`], [`sample_grids`], [`sample_validity`];
+//! * toy runs — [`toy_training_data`], [`toy_validation_data`];
+//! * [`list_checkpoints`] — the checkpoints of a run folder.
 //!
-//! Single-device training (flex, ndarray, or one GPU) is what the tests exercise. Several
-//! devices go through burn-train's `MultiDevicesTrainStep` (the machinery of
-//! `ExecutionStrategy::multi`), with CPU devices refused by [`TrainError::Devices`]; that path
-//! compiles but has not been run (no GPU on the development machines), nor has dropout
-//! reproducibility on fusion (GPU) backends, where random ops may execute lazily.
+//! ```
+//! use burn::tensor::Device;
+//! use rar_data::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS};
+//! use rar_model::RarConfig;
+//! use rar_train::{OptimizerConfig, StepMetrics, Trainer, TrainingConfig, toy_training_data};
 //!
-//! bf16: burn 0.22 has a per-device default dtype (`Device::configure(FloatDType::BF16)`,
-//! before any tensor is created on the device), but it makes *everything* bf16 — parameters,
-//! gradients and AdamW moments — with no autocast and no fp32 master weights, unlike the
-//! reference's mixed precision; this crate does not offer it.
+//! // Three steps of a tiny model on the embedded toy dataset.
+//! let model = RarConfig::new(32, 1, 2, 64)
+//!     .with_image_seq_len(TOY_TOKENS)
+//!     .with_codebook_size(TOY_CODEBOOK)
+//!     .with_num_classes(TOY_CLASSES);
+//! let config = TrainingConfig::new(model, OptimizerConfig::new())
+//!     .with_steps(3)
+//!     .with_warmup_steps(1)
+//!     .with_batch_size(4)
+//!     .with_train_size(64)
+//!     .with_log_every(1);
+//! let mut trainer = Trainer::new(config.clone(), toy_training_data(&config).unwrap(), vec![Device::flex()]).unwrap();
+//! let history = trainer.run(&mut |m: &StepMetrics| println!("{m}")).unwrap();
+//! assert_eq!((trainer.step(), history.len()), (3, 3));
+//! ```
+//!
+//! # Why a plain loop
+//!
+//! RAR needs step-level checkpoints with exact resume (data position, orders, label dropout
+//! and dropout masks are functions of the optimizer step), deterministic gradient sums across
+//! devices, and batches that are positions of one seeded stream. burn-train's `Learner` works
+//! in epochs and checkpoints per epoch; bending it to this needed a custom strategy that
+//! ignored its loaders, captured its records through checkpointers and silenced its renderer.
+//! The loop here is the shape of burn's custom-training-loop example, and leaves burn-train
+//! (and its terminal-UI dependencies) out of the build.
 #![warn(missing_docs)]
 
-pub mod error;
-pub mod learner;
-pub mod optim;
-pub mod shards;
-pub mod source;
-pub mod step;
-pub mod toy;
-pub mod trainer;
+mod checkpoints;
+mod config;
+mod device_rng;
+mod error;
+mod evaluate;
+mod inputs;
+mod optim;
+mod optimizer;
+mod parallel;
+mod preview;
+mod progress;
+mod step;
+mod toy;
+mod trainer;
 
+pub use checkpoints::list_checkpoints;
+pub use config::TrainingConfig;
 pub use error::{Result, TrainError};
-pub use learner::{RarLearnerModel, RarLrScheduler, StepContext, StepOutput};
-pub use optim::{AdamWSettings, WeightDecayGroups, clip_grad_norm_global, weight_decay_groups};
-pub use shards::{PREVIEW_CLASSES, ShardSource, TrainingRecipe};
-pub use source::{BatchPlan, StepLoader, TokenBatch, TokenSource};
-pub use step::{BackwardPass, RarOptimizer, StepStats, forward_backward};
-pub use trainer::{
-    StepMetrics, ToyTrainer, ToyTrainingConfig, Trainer, TrainingConfig, list_checkpoints,
-    render_grid, sample_grids, sample_validity, validation_loss, write_checkpoint, write_preview,
-};
+pub use evaluate::{sample_grids, sample_validity, validation_loss};
+pub use inputs::TrainingInputs;
+pub use optim::{OptimizerConfig, WeightDecayGroups, weight_decay_groups};
+pub use optimizer::{RarOptimizer, UpdateStats};
+pub use preview::{PREVIEW_CLASSES, PreviewRenderer, TokenizerPreview, ToyPreview};
+pub use progress::{ConsoleProgress, RunObserver, StepMetrics};
+pub use step::{BackwardPass, forward_backward};
+pub use toy::{toy_training_data, toy_validation_data};
+pub use trainer::Trainer;

@@ -1,5 +1,5 @@
-//! The reference optimizer (spec §6.1, §6.2): AdamW with two parameter groups and global-norm
-//! gradient clipping.
+//! The reference optimizer (the official `utils/train_utils.py`): AdamW with two parameter
+//! groups and global-norm gradient clipping.
 //!
 //! * **Weight-decay groups.** A parameter is *not* decayed when its tensor has fewer than two
 //!   dimensions or its reference checkpoint key contains any of [`NO_DECAY_SUBSTRINGS`]
@@ -19,7 +19,7 @@ use burn::config::Config;
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
-use rar_model::checkpoint::{module_parameters, module_path_to_checkpoint_key};
+use rar_model::reference_keys;
 
 /// Substrings of a checkpoint key that put the parameter in the no-decay group
 /// (`utils/train_utils.create_optimizer` of the reference).
@@ -59,12 +59,11 @@ pub struct WeightDecayGroups {
 
 /// Splits the float parameters of `module` into the reference's two groups (module order).
 ///
-/// Works on any module whose paths map to reference keys through
-/// [`module_path_to_checkpoint_key`] (the RAR generator); lazy parameters are not initialised.
+/// Works on any module whose paths map to reference keys through the generator's
+/// [`reference_keys`]; lazy parameters are not initialised.
 pub fn weight_decay_groups<M: Module>(module: &M) -> WeightDecayGroups {
     let mut groups = WeightDecayGroups::default();
-    for p in module_parameters(module) {
-        let key = module_path_to_checkpoint_key(&p.path);
+    for (key, p) in reference_keys(module) {
         let entry = GroupedParam {
             path: p.path,
             key: key.clone(),
@@ -78,9 +77,9 @@ pub fn weight_decay_groups<M: Module>(module: &M) -> WeightDecayGroups {
     groups
 }
 
-/// AdamW hyper-parameters (the reference's `optimizer.params`; spec §6.1).
+/// AdamW hyper-parameters (the reference's `optimizer.params` in `rar.yaml`).
 #[derive(Config, Debug, PartialEq)]
-pub struct AdamWSettings {
+pub struct OptimizerConfig {
     /// First-moment decay β₁.
     #[config(default = 0.9)]
     pub beta_1: f32,
@@ -95,11 +94,11 @@ pub struct AdamWSettings {
     pub weight_decay: f32,
 }
 
-impl AdamWSettings {
+impl OptimizerConfig {
     /// Checks that the values are usable: betas in `[0, 1)`, epsilon and decay finite and
     /// non-negative.
     pub fn validate(&self) -> crate::Result<()> {
-        let bad = |m: String| Err(crate::TrainError::InvalidSetting(m));
+        let bad = |m: String| Err(crate::error::TrainError::InvalidSetting(m));
         for (name, b) in [("beta_1", self.beta_1), ("beta_2", self.beta_2)] {
             if !(0.0..1.0).contains(&b) {
                 return bad(format!("AdamW {name} must be in [0, 1), got {b}"));
@@ -219,8 +218,13 @@ mod tests {
 
     #[test]
     fn bad_settings_are_rejected() {
-        assert!(AdamWSettings::new().with_beta_2(1.0).validate().is_err());
-        assert!(AdamWSettings::new().with_epsilon(-1.0).validate().is_err());
-        assert!(AdamWSettings::new().validate().is_ok());
+        assert!(OptimizerConfig::new().with_beta_2(1.0).validate().is_err());
+        assert!(
+            OptimizerConfig::new()
+                .with_epsilon(-1.0)
+                .validate()
+                .is_err()
+        );
+        assert!(OptimizerConfig::new().validate().is_ok());
     }
 }

@@ -10,16 +10,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use burn::tensor::Device;
-use rar_train::{ToyTrainer, ToyTrainingConfig, list_checkpoints};
+use rar_train::{StepMetrics, TrainingConfig, list_checkpoints};
 
 /// Set in the child process: its checkpoint directory.
 const CHILD_ENV: &str = "RAR_TRAIN_KILL_CHILD_DIR";
 
-fn config(dir: Option<&Path>) -> ToyTrainingConfig {
+fn config(dir: Option<&Path>) -> TrainingConfig {
     let tiny = common::tiny_toy_config(100_000);
     let model = tiny.model.clone().with_dropout(0.1).with_attn_drop(0.1);
     // Far more steps than the child lives: it is always killed mid-run.
-    ToyTrainingConfig { model, ..tiny }
+    TrainingConfig { model, ..tiny }
         .with_accum_steps(2)
         .with_checkpoint_dir(dir.map(|d| d.to_string_lossy().into_owned()))
         .with_checkpoint_every(2)
@@ -30,8 +30,9 @@ fn config(dir: Option<&Path>) -> ToyTrainingConfig {
 fn sigkilled_run_resumes_on_the_same_loss_curve() {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
         // Child: train (and checkpoint) until killed.
-        let mut trainer = ToyTrainer::new(config(Some(Path::new(&dir))), &Device::flex()).unwrap();
-        trainer.run(|_| {}).unwrap();
+        let mut trainer =
+            common::toy_trainer(config(Some(Path::new(&dir))), vec![Device::flex()]).unwrap();
+        trainer.run(&mut |_: &StepMetrics| {}).unwrap();
         return;
     }
     let dir: PathBuf = std::env::temp_dir().join(format!("rar-train-kill-{}", std::process::id()));
@@ -63,7 +64,7 @@ fn sigkilled_run_resumes_on_the_same_loss_curve() {
     child.kill().expect("SIGKILL the child"); // SIGKILL on Unix
     child.wait().unwrap();
 
-    let mut resumed = ToyTrainer::resume(&dir, &Device::flex()).unwrap();
+    let mut resumed = common::resume_toy(&dir).unwrap();
     let from = resumed.step();
     assert!(
         from >= 6 && from.is_multiple_of(2),
@@ -71,7 +72,7 @@ fn sigkilled_run_resumes_on_the_same_loss_curve() {
     );
     let got = common::losses_until(&mut resumed, from + 3);
 
-    let mut full = ToyTrainer::new(config(None), &Device::flex()).unwrap();
+    let mut full = common::toy_trainer(config(None), vec![Device::flex()]).unwrap();
     let want = common::losses_until(&mut full, from + 3);
     assert_eq!(got.len(), 3);
     for (k, (a, b)) in got.iter().zip(&want[from as usize..]).enumerate() {

@@ -11,13 +11,8 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rar_core::WarmupCosineLr;
 use rar_core::parity::{Fixture, parity_dir_for_tests, rar_model_dirs, read_json, rel_err};
-use rar_model::checkpoint::checkpoint_key_to_module_path;
-use rar_model::{BatchOrders, Rar, RarConfig, RarInput};
-use rar_train::learner::StepContextSettings;
-use rar_train::{
-    AdamWSettings, RarLearnerModel, RarLrScheduler, RarOptimizer, StepContext, forward_backward,
-    weight_decay_groups,
-};
+use rar_model::{BatchOrders, Rar, RarConfig, RarInput, reference_keys};
+use rar_train::{OptimizerConfig, RarOptimizer, forward_backward, weight_decay_groups};
 
 const GRAD_TOL: f64 = 1e-4;
 const PARAM_TOL: f64 = 1e-5;
@@ -142,7 +137,7 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
     .expect("schedule");
     let max_grad_norm = f64_at(&json, "/training/max_grad_norm", &config_path);
     let global_step = entry["global_step"].as_u64().expect("global_step");
-    let adamw = AdamWSettings::new()
+    let adamw = OptimizerConfig::new()
         .with_beta_1(f64_at(&entry, "/adamw/betas/0", &manifest_path) as f32)
         .with_beta_2(f64_at(&entry, "/adamw/betas/1", &manifest_path) as f32)
         .with_epsilon(f64_at(&entry, "/adamw/eps", &manifest_path) as f32)
@@ -164,15 +159,15 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
         .map(|r| r.iter().map(|&x| x as usize).collect())
         .collect();
 
-    let transposed: BTreeMap<String, bool> = rar_model::checkpoint::expected_state_dict(&config)
-        .into_iter()
-        .map(|(key, _)| {
-            let m = checkpoint_key_to_module_path(&key);
-            (m.path, m.transposed)
-        })
+    let keys = reference_keys(&config.init(&Device::flex()));
+    let transposed: BTreeMap<String, bool> = keys
+        .iter()
+        .map(|(_, p)| (p.path.clone(), p.is_transposed()))
         .collect();
     TRANSPOSED.with(|t| *t.borrow_mut() = transposed);
-    let key_of = |path: &str| rar_model::checkpoint::module_path_to_checkpoint_key(path);
+    let by_path: BTreeMap<String, String> =
+        keys.into_iter().map(|(key, p)| (p.path, key)).collect();
+    let key_of = |path: &str| by_path[path].clone();
 
     let mut checked = 0;
     for (dev_name, device) in devices() {
@@ -190,8 +185,8 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
             "{name}"
         );
 
-        // The fixture's batch (built twice: for the reference step and the Learner's).
-        let make_input = || RarInput {
+        // The fixture's batch.
+        let input = RarInput {
             tokens: ints(
                 tokens.data.clone(),
                 [tokens.shape[0], tokens.shape[1]],
@@ -200,8 +195,7 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
             condition: ints(cond.data.clone(), [cond.shape[0]], &device),
             orders: BatchOrders::from_orders(&order_rows, &device).unwrap(),
         };
-        let input = make_input();
-        let pass = forward_backward(&model, input).expect("forward/backward");
+        let pass = forward_backward(&model, input, 1.0).expect("forward/backward");
 
         // Loss and pre-clip gradients.
         let loss = values(pass.loss.clone());
@@ -250,57 +244,7 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
         let want_lr = step.f32("lr").data[0] as f64;
         let lr_err = ((optim.lr() - want_lr) / want_lr).abs();
         assert!(lr_err <= 1e-6, "{name}: lr {} vs {want_lr}", optim.lr());
-        // The same update through burn-train's Learner: the wrapper's parameter paths for the
-        // AdamW groups, global clipping in its `optimize`, the LR from `RarLrScheduler`.
-        let learner_pass = forward_backward(&model, make_input()).expect("forward/backward");
-        let ctx = std::sync::Arc::new(
-            StepContext::new(
-                StepContextSettings {
-                    seed: 0,
-                    randomness: rar_core::RandomnessSchedule::new(0, 0).unwrap(),
-                    image_seq_len: config.image_seq_len,
-                    class_label_dropout: 0.0,
-                    space: config.token_space(),
-                    max_grad_norm,
-                    micro_batches_per_step: 1,
-                    precision: rar_model::ComputePrecision::F32,
-                },
-                global_step,
-            )
-            .unwrap(),
-        );
-        let wrapper = RarLearnerModel::new(model.clone(), ctx.clone());
-        let mut learner = burn::train::Learner::new(
-            wrapper.clone(),
-            adamw.init(&wrapper).unwrap(),
-            RarLrScheduler::new(schedule, global_step, ctx.step_counter()),
-        );
-        learner.lr_step();
-        let learner_lr = learner.lr_current().base();
-        assert!(
-            ((learner_lr - want_lr) / want_lr).abs() <= 1e-6,
-            "{name}: Learner lr {learner_lr} vs {want_lr}"
-        );
-        assert_eq!(ctx.step(), global_step + 1, "the scheduler counts the step");
-        learner.optimizer_step(learner_pass.grads);
-        let learner_norm = ctx.take_grad_norm().expect("the Learner step clipped");
-        let learner_params = collect(&learner.model().rar, None);
-
-        let (model, stats) = optim.apply(model, pass).expect("optimizer step");
-        assert!(
-            (learner_norm - stats.grad_norm).abs() <= 1e-6 * stats.grad_norm,
-            "{name}/{dev_name}: Learner grad norm {learner_norm} vs {}",
-            stats.grad_norm
-        );
-        let direct_params = collect(&model, None);
-        let mut worst_learner = 0.0f64;
-        for (path, got) in &learner_params {
-            worst_learner = worst_learner.max(rel_err(got, &direct_params[path]));
-        }
-        assert!(
-            worst_learner <= 1e-6,
-            "{name}/{dev_name}: the Learner's update differs from RarOptimizer's by {worst_learner:e}"
-        );
+        let (model, stats) = optim.update(model, pass.grads).expect("optimizer step");
         let e = rel_err(&[stats.grad_norm as f32], &step.f32("grad_total_norm").data);
         assert!(
             e <= GRAD_TOL,
@@ -352,7 +296,7 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
         );
         eprintln!(
             "{name}/{dev_name}: loss {:.6} grad norm {:.6} lr {:e}; worst grad rel err {:.2e} ({}), worst param rel err {:.2e} ({})",
-            stats.loss,
+            loss[0],
             stats.grad_norm,
             stats.lr,
             worst_grad.0,
@@ -376,7 +320,7 @@ fn floored_rel_err(a: &[f32], b: &[f32], floor: f64) -> f64 {
 }
 
 fn config_param_count(config: &RarConfig) -> usize {
-    rar_model::checkpoint::expected_state_dict(config).len()
+    rar_model::expected_state_dict(config).len()
 }
 
 #[test]

@@ -1,17 +1,23 @@
-//! Training on rar-vq token shards through the library path of the `train_imagenet` example
-//! ([`TrainingRecipe`] → [`TrainingConfig`], [`ShardSource`], [`Trainer`]): a tiny shard set
-//! written with rar-vq's writer, a tiny RAR matching it, a few steps on ndarray (flex without
-//! that feature), a checkpoint, a resume that continues the loss curve exactly, previews
-//! decoded by a tokenizer, and clear errors for shard sets that do not fit the model.
+//! Training on token shards through the library path of the `train_imagenet` example
+//! ([`TrainingConfig::official`], a [`SampleStream`] over a [`ShardSet`], [`Trainer`]): a tiny
+//! shard set written with rar-data's writer, a tiny RAR matching it, a few steps on ndarray
+//! (flex without that feature), a checkpoint, a resume that continues the loss curve exactly,
+//! previews decoded by a tokenizer, and clear errors for shard sets that do not fit the model.
+
+mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::tensor::Device;
+use common::losses;
+use rar_data::shard::{INDEX_FILE, INDEX_VERSION, Shard, ShardEntry, ShardIndex, shard_file_name};
+use rar_data::{SampleSource, SampleStream, ShardSet, StreamConfig};
 use rar_model::{ComputePrecision, RarConfig};
-use rar_train::{ShardSource, TokenSource, TrainError, Trainer, TrainingConfig, TrainingRecipe};
-use rar_vq::pretokenize::{INDEX_FILE, INDEX_VERSION, ShardEntry, shard_file_name};
-use rar_vq::{Shard, ShardIndex, StreamOptions, Tokenizer, TokenizerConfig};
+use rar_train::{StepMetrics, TokenizerPreview, TrainError, Trainer, TrainingConfig};
+use rar_vq::{Tokenizer, TokenizerConfig};
+
+type Stream = Arc<SampleStream<ShardSet>>;
 
 /// Tokens per record (a 4×4 grid).
 const N: usize = 16;
@@ -100,12 +106,18 @@ fn write_set(dir: &Path, n: usize) {
     std::fs::write(dir.join(INDEX_FILE), serde_json::to_string(&index).unwrap()).unwrap();
 }
 
-/// One shard per window (several windows per epoch); 18 records, so 6 steps of 4 cross an
-/// epoch boundary.
-fn options(seed: u64, window_shards: usize) -> StreamOptions {
-    StreamOptions::new(seed)
-        .with_window_shards(window_shards)
-        .with_chunks_per_shard(2)
+/// The shards of `dir` as a stream: `window_shards` shards per window, 2 chunks per shard.
+/// With one shard per window there are several windows per epoch; 18 records, so 6 steps of
+/// 4 cross an epoch boundary.
+fn open(dir: &Path, seed: u64, window_shards: usize) -> Stream {
+    let config = StreamConfig::new(seed)
+        .with_window_units(window_shards)
+        .with_chunks_per_unit(2);
+    Arc::new(SampleStream::new(ShardSet::open(dir).unwrap(), config).unwrap())
+}
+
+fn no_log() -> impl FnMut(&StepMetrics) {
+    |_: &StepMetrics| {}
 }
 
 fn model() -> RarConfig {
@@ -115,27 +127,18 @@ fn model() -> RarConfig {
         .with_num_classes(CLASSES)
 }
 
-/// The example's path: the recipe in absolute steps, then the run's settings.
+/// The example's path: the official recipe, then the run's settings.
 fn config(steps: u64) -> TrainingConfig {
-    TrainingRecipe {
-        steps,
-        batch_size: 4,
-        base_lr: 3e-3,
-        warmup_steps: 2.min(steps),
-        anneal_start_step: 2.min(steps),
-        anneal_end_step: 4.min(steps),
-        seed: 7,
+    TrainingConfig::official(model(), steps)
+        .with_batch_size(4)
+        .with_base_lr(3e-3)
+        .with_warmup_steps(2.min(steps))
+        .with_anneal_steps(2.min(steps), 4.min(steps))
+        .unwrap()
+        .with_seed(7)
         // ndarray (the smoke test's backend) has no bf16 tensors.
-        precision: ComputePrecision::F32,
-        ..TrainingRecipe::official()
-    }
-    .training_config(model())
-    .unwrap()
-    .with_log_every(1)
-}
-
-fn losses(history: &[rar_train::StepMetrics]) -> Vec<f64> {
-    history.iter().map(|m| m.loss).collect()
+        .with_precision(ComputePrecision::F32)
+        .with_log_every(1)
 }
 
 #[test]
@@ -146,56 +149,56 @@ fn shard_training_checkpoints_and_resumes_on_the_same_loss_curve() {
     let steps = 6;
 
     // The uninterrupted run: sequential reading, no seek, positions 0..24 in stream order.
-    let source = ShardSource::open(&shards, options(7, 1)).unwrap();
-    assert!(source.provides_order());
-    let mut full = Trainer::with_source(config(steps), source, vec![device()]).unwrap();
+    let stream = open(&shards, 7, 1);
+    let mut full = Trainer::new(config(steps), stream.clone(), vec![device()]).unwrap();
     assert!(
         full.config()
             .data_order
             .as_deref()
-            .is_some_and(|k| k.contains("seed 7, window_shards 1"))
+            .is_some_and(|k| k.contains("seed 7, window_units 1"))
     );
-    let full_losses = losses(&full.run(|_| {}).unwrap());
+    let full_losses = losses(&full.run(&mut no_log()).unwrap());
     assert_eq!(full_losses.len(), steps as usize);
     assert!(full_losses.iter().all(|l| l.is_finite()));
-    assert_eq!(full.source().seeks(), 0, "sequential reading never seeks");
-    assert_eq!(full.source().position(), steps * 4);
-    assert!(full.source().cursor_stats().windows_loaded >= 4);
+    assert_eq!(stream.seeks(), 0, "sequential reading never seeks");
+    assert_eq!(stream.position(), steps * 4);
+    assert!(stream.stats().windows_loaded >= 4);
 
     // The interrupted run: 3 steps, a checkpoint, then a resume in a fresh trainer.
     let interrupted = config(steps)
         .with_checkpoint_dir(Some(ck.to_string_lossy().into_owned()))
         .with_checkpoint_every(3);
-    let source = ShardSource::open(&shards, options(7, 1)).unwrap();
-    let mut first = Trainer::with_source(interrupted, source, vec![device()]).unwrap();
-    let head = losses(&first.run_until(3, |_| {}).unwrap());
+    let mut first = Trainer::new(interrupted, open(&shards, 7, 1), vec![device()]).unwrap();
+    let head = losses(&first.run_until(3, &mut no_log()).unwrap());
     assert_eq!(head, full_losses[..3], "same data, same steps");
     drop(first);
 
-    let mut resumed = Trainer::try_resume_with_source(
+    let mut reopened = None;
+    let mut resumed = Trainer::resume(
         &ck,
-        |c| ShardSource::open(&shards, options(c.seed, 1)),
+        |c| {
+            let stream = open(&shards, c.seed, 1);
+            reopened = Some(stream.clone());
+            Ok(stream)
+        },
         vec![device()],
     )
     .unwrap();
+    let reopened = reopened.unwrap();
     assert_eq!(resumed.step(), 3);
-    let tail = losses(&resumed.run(|_| {}).unwrap());
+    let tail = losses(&resumed.run(&mut no_log()).unwrap());
     assert_eq!(
         tail,
         full_losses[3..],
         "the loss curve continues identically"
     );
-    assert_eq!(
-        resumed.source().seeks(),
-        1,
-        "one seek to the resumed position"
-    );
-    assert_eq!(resumed.source().position(), steps * 4);
+    assert_eq!(reopened.seeks(), 1, "one seek to the resumed position");
+    assert_eq!(reopened.position(), steps * 4);
 
     // Other stream settings would read other samples at the resumed step: refused.
-    let err = Trainer::try_resume_with_source(
+    let err = Trainer::resume(
         &ck,
-        |c| ShardSource::open(&shards, options(c.seed, 2)),
+        |c| Ok(open(&shards, c.seed, 2) as Arc<dyn SampleSource>),
         vec![device()],
     )
     .err()
@@ -203,7 +206,7 @@ fn shard_training_checkpoints_and_resumes_on_the_same_loss_curve() {
     let msg = err.to_string();
     assert!(matches!(err, TrainError::InvalidSetting(_)), "{msg}");
     assert!(
-        msg.contains("window_shards 1") && msg.contains("window_shards 2"),
+        msg.contains("window_units 1") && msg.contains("window_units 2"),
         "{msg}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
@@ -226,7 +229,7 @@ fn tiny_tokenizer() -> Tokenizer {
 fn previews_are_decoded_with_a_tokenizer_and_skipped_without() {
     let _serial = serial();
     let (dir, shards) = scratch_with_shards("preview");
-    let run = |source: ShardSource, name: &str| {
+    let run = |preview: Option<TokenizerPreview>, name: &str| {
         let previews = dir.join(name);
         let config = config(2)
             .with_preview_every(2)
@@ -234,17 +237,18 @@ fn previews_are_decoded_with_a_tokenizer_and_skipped_without() {
             .with_preview_guidance(4.0)
             .with_preview_guidance_power(Some(1.0))
             .with_preview_dir(Some(previews.to_string_lossy().into_owned()));
-        let mut trainer = Trainer::with_source(config, source, vec![device()]).unwrap();
-        trainer.run(|_| {}).unwrap();
+        let mut trainer = Trainer::new(config, open(&shards, 7, 1), vec![device()]).unwrap();
+        if let Some(preview) = preview {
+            trainer = trainer.with_previews(preview);
+        }
+        trainer.run(&mut no_log()).unwrap();
         previews.join(format!("preview-{:08}.png", 2))
     };
-    let plain = run(ShardSource::open(&shards, options(7, 1)).unwrap(), "plain");
+    let plain = run(None, "plain");
     assert!(!plain.exists(), "no tokenizer, no preview");
-    let source = ShardSource::open(&shards, options(7, 1))
-        .unwrap()
-        .with_tokenizer(tiny_tokenizer())
-        .unwrap();
-    let png = run(source, "decoded");
+    let stream = open(&shards, 7, 1);
+    let preview = TokenizerPreview::for_data(tiny_tokenizer(), stream.as_ref()).unwrap();
+    let png = run(Some(preview), "decoded");
     let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
     // 7 images of 8×8 pixels in rows of 5: 2 rows.
     assert_eq!((img.width(), img.height()), (5 * 8, 2 * 8));
@@ -260,10 +264,9 @@ fn previews_are_decoded_with_a_tokenizer_and_skipped_without() {
         .with_resolution(8)
         .init(&device())
         .unwrap();
-    let err = ShardSource::open(&shards, options(7, 1))
-        .unwrap()
-        .with_tokenizer(other)
-        .unwrap_err()
+    let err = TokenizerPreview::for_data(other, stream.as_ref())
+        .err()
+        .expect("refused")
         .to_string();
     assert!(err.contains("32 codes") && err.contains("16"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -294,27 +297,27 @@ fn shard_sets_that_do_not_fit_are_clear_errors() {
     let short = dir.join("short");
     std::fs::create_dir_all(&short).unwrap();
     write_set(&short, 8);
-    let source = ShardSource::open(&short, options(7, 1)).unwrap();
-    let err = source.check_model(&model()).unwrap_err().to_string();
+    let err = Trainer::new(config(1), open(&short, 7, 1), vec![device()])
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(
         err.contains("tokens per sample 8 (the model's image_seq_len is 16)"),
         "{err}"
     );
     assert!(err.contains(&short.display().to_string()), "{err}");
-    let err = Trainer::with_source(config(1), source, vec![device()])
-        .err()
-        .expect("refused")
-        .to_string();
-    assert!(err.contains("tokens per sample 8"), "{err}");
 
     // Class count and codebook size.
     let fine = dir.join("fine");
     std::fs::create_dir_all(&fine).unwrap();
     write_set(&fine, N);
-    let source = ShardSource::open(&fine, options(7, 1)).unwrap();
-    let err = source
-        .check_model(&model().with_num_classes(1000).with_codebook_size(1024))
-        .unwrap_err()
+    let wrong = TrainingConfig {
+        model: model().with_num_classes(1000).with_codebook_size(1024),
+        ..config(1)
+    };
+    let err = Trainer::new(wrong, open(&fine, 7, 1), vec![device()])
+        .err()
+        .expect("refused")
         .to_string();
     assert!(
         err.contains("class count 3 (the model's num_classes is 1000)")
@@ -333,9 +336,8 @@ fn shard_sets_that_do_not_fit_are_clear_errors() {
     let crc = crc32(&bytes[40..]);
     bytes[32..36].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
-    let source = ShardSource::open(&fine, options(7, 8)).unwrap();
-    let mut trainer = Trainer::with_source(config(2), source, vec![device()]).unwrap();
-    let err = trainer.run(|_| {}).unwrap_err().to_string();
+    let mut trainer = Trainer::new(config(2), open(&fine, 7, 8), vec![device()]).unwrap();
+    let err = trainer.run(&mut no_log()).unwrap_err().to_string();
     assert!(
         err.contains(&shard_file_name(1))
             && err.contains("record 4")
@@ -357,15 +359,11 @@ fn two_devices_in_bf16_read_the_shards_in_order_and_match_one_device() {
     let steps = 4;
     let bf16 = || config(steps).with_precision(ComputePrecision::Bf16);
     let run = |config: TrainingConfig, devices: Vec<Device>| {
-        let source = ShardSource::open(&shards, options(7, 1)).unwrap();
-        let mut trainer = Trainer::with_source(config, source, devices).unwrap();
-        let losses = losses(&trainer.run(|_| {}).unwrap());
-        assert_eq!(
-            trainer.source().seeks(),
-            0,
-            "sequential reading never seeks"
-        );
-        assert_eq!(trainer.source().position(), steps * 4);
+        let stream = open(&shards, 7, 1);
+        let mut trainer = Trainer::new(config, stream.clone(), devices).unwrap();
+        let losses = losses(&trainer.run(&mut no_log()).unwrap());
+        assert_eq!(stream.seeks(), 0, "sequential reading never seeks");
+        assert_eq!(stream.position(), steps * 4);
         losses
     };
     let one = run(bf16().with_accum_steps(2), vec![Device::flex()]);

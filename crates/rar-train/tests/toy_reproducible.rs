@@ -6,9 +6,9 @@
 mod common;
 
 use burn::tensor::Device;
-use rar_train::{ToyTrainer, ToyTrainingConfig};
+use rar_train::TrainingConfig;
 
-fn tiny() -> ToyTrainingConfig {
+fn tiny() -> TrainingConfig {
     common::tiny_toy_config(8)
 }
 
@@ -42,11 +42,15 @@ fn resumed_run_continues_the_same_loss_curve() {
         .with_checkpoint_dir(Some(dir.to_string_lossy().into_owned()))
         .with_checkpoint_every(3)
         .with_keep_checkpoints(2);
-    let mut full = ToyTrainer::new(config.clone().with_checkpoint_dir(None), &device).unwrap();
+    let mut full = common::toy_trainer(
+        config.clone().with_checkpoint_dir(None),
+        vec![device.clone()],
+    )
+    .unwrap();
     let want = common::losses_until(&mut full, 10);
 
     // Interrupted run: checkpoints at 3 and 6, stopped at step 7 (step 7's work is lost).
-    let mut first = ToyTrainer::new(config, &device).unwrap();
+    let mut first = common::toy_trainer(config, vec![device.clone()]).unwrap();
     let got_first = common::losses_until(&mut first, 7);
     drop(first);
     assert_eq!(got_first[..], want[..7]);
@@ -54,7 +58,7 @@ fn resumed_run_continues_the_same_loss_curve() {
     let steps: Vec<u64> = kept.iter().map(|(s, _)| *s).collect();
     assert_eq!(steps, [3, 6], "checkpoints every 3 steps, the last 2 kept");
 
-    let mut resumed = ToyTrainer::resume(&dir, &device).unwrap();
+    let mut resumed = common::resume_toy(&dir).unwrap();
     assert_eq!(resumed.step(), 6);
     let got = common::losses_until(&mut resumed, 10);
     assert_eq!(got.len(), 4);
@@ -65,6 +69,6 @@ fn resumed_run_continues_the_same_loss_curve() {
             6 + k
         );
     }
-    assert!(ToyTrainer::resume(&dir.join("missing"), &device).is_err());
+    assert!(common::resume_toy(&dir.join("missing")).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }

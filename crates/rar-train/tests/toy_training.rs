@@ -5,17 +5,15 @@ mod common;
 
 use burn::tensor::Device;
 use rar_core::{GuidanceSchedule, ScanOrder};
-use rar_sample::SamplingOptions;
-use rar_train::toy::{TOY_CODEBOOK, TOY_TOKENS};
-use rar_train::{
-    StepMetrics, ToyTrainer, ToyTrainingConfig, TrainError, render_grid, sample_validity,
-};
+use rar_data::toy::{TOY_CODEBOOK, TOY_TOKENS};
+use rar_sample::SamplingConfig;
+use rar_train::{StepMetrics, TrainError, TrainingConfig, sample_validity, toy_validation_data};
 
 fn device() -> Device {
     Device::flex()
 }
 
-fn tiny(steps: u64) -> ToyTrainingConfig {
+fn tiny(steps: u64) -> TrainingConfig {
     common::tiny_toy_config(steps)
         .with_val_size(8)
         .with_log_every(5)
@@ -24,9 +22,11 @@ fn tiny(steps: u64) -> ToyTrainingConfig {
 #[test]
 fn training_reduces_the_loss_and_logs() {
     let mut logs: Vec<StepMetrics> = Vec::new();
-    let mut trainer = ToyTrainer::new(tiny(20), &device()).unwrap();
-    let (val_before, _) = trainer.validate().unwrap();
-    let history = trainer.run(|m| logs.push(*m)).unwrap();
+    let config = tiny(20);
+    let validation = toy_validation_data(&config);
+    let mut trainer = common::toy_trainer(config, vec![device()]).unwrap();
+    let (val_before, _) = trainer.validate(&validation).unwrap();
+    let history = trainer.run(&mut |m: &StepMetrics| logs.push(*m)).unwrap();
     assert_eq!(trainer.step(), 20);
     assert_eq!(history.len(), 4, "a log line every 5 of 20 steps");
     assert_eq!(history, logs);
@@ -38,7 +38,7 @@ fn training_reduces_the_loss_and_logs() {
     // Annealing over 50%–75% of 20 steps: r = 1 until step 10, 0 from step 15 on.
     assert_eq!(history[0].random_ratio, 1.0);
     assert_eq!(history[3].random_ratio, 0.0);
-    let (val_after, acc) = trainer.validate().unwrap();
+    let (val_after, acc) = trainer.validate(&validation).unwrap();
     assert!(
         val_after < val_before - 0.1,
         "validation loss {val_before} -> {val_after}"
@@ -52,8 +52,8 @@ fn training_reduces_the_loss_and_logs() {
 fn a_diverging_run_stops_with_a_clear_error() {
     // An absurd learning rate blows the parameters up within a few steps.
     let config = tiny(6).with_base_lr(1e30).with_warmup_steps(0);
-    let mut trainer = ToyTrainer::new(config, &device()).unwrap();
-    let err = trainer.run(|_| {}).unwrap_err();
+    let mut trainer = common::toy_trainer(config, vec![device()]).unwrap();
+    let err = trainer.run(&mut |_: &StepMetrics| {}).unwrap_err();
     assert!(
         matches!(
             err,
@@ -69,26 +69,26 @@ fn bad_settings_are_rejected() {
     let mut wrong_vocab = tiny(1);
     wrong_vocab.model = wrong_vocab.model.with_codebook_size(16);
     assert!(matches!(
-        ToyTrainer::new(wrong_vocab, &device()),
+        common::toy_trainer(wrong_vocab, vec![device()]),
         Err(TrainError::InvalidSetting(_))
     ));
     assert!(
-        ToyTrainer::new(
+        common::toy_trainer(
             tiny(1).with_anneal_start(0.9).with_anneal_end(0.5),
-            &device()
+            vec![device()]
         )
         .is_err()
     );
-    assert!(ToyTrainer::new(tiny(1).with_batch_size(0), &device()).is_err());
-    assert!(ToyTrainer::new(tiny(1).with_max_grad_norm(0.0), &device()).is_err());
+    assert!(common::toy_trainer(tiny(1).with_batch_size(0), vec![device()]).is_err());
+    assert!(common::toy_trainer(tiny(1).with_max_grad_norm(0.0), vec![device()]).is_err());
 }
 
 #[test]
 fn trained_model_samples_checked_grids() {
-    let mut trainer = ToyTrainer::new(tiny(2), &device()).unwrap();
-    trainer.run(|_| {}).unwrap();
+    let mut trainer = common::toy_trainer(tiny(2), vec![device()]).unwrap();
+    trainer.run(&mut |_: &StepMetrics| {}).unwrap();
     let model = burn::module::Module::valid(trainer.model());
-    let options = SamplingOptions {
+    let options = SamplingConfig {
         guidance: GuidanceSchedule::constant(2.0).unwrap(),
         temperature: 1.0,
         top_k: None,
@@ -106,7 +106,7 @@ fn trained_model_samples_checked_grids() {
     assert_eq!(grids, again, "seeded sampling is reproducible");
     assert!(sample_validity(&model, &[], &options, 7).is_err());
 
-    let (w, h, rgb) = render_grid(&grids, 16, 2, 3);
+    let (w, h, rgb) = rar_data::render_grid(&grids, 16, 2, 3);
     assert_eq!((w, h), (2 * 17 * 3 + 3, 2 * 17 * 3 + 3));
     assert_eq!(rgb.len(), (w * h * 3) as usize);
 }

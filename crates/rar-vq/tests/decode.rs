@@ -4,8 +4,7 @@ mod common;
 
 use burn::prelude::*;
 use common::*;
-use image::{Rgb, RgbImage};
-use rar_vq::{Tokenizer, TokenizerConfig, VqError, make_grid, tensor_to_u8_hwc, write_png_grid};
+use rar_vq::{Tokenizer, TokenizerConfig, VqError, tensor_to_u8_hwc};
 
 fn tiny(device: &Device) -> Tokenizer {
     TokenizerConfig::new()
@@ -81,34 +80,4 @@ fn uint8_conversion_truncates() {
     assert_eq!(red, want);
     assert_eq!(red[2], 254, "0.999·255 = 254.7 truncates to 254");
     assert_eq!(red[3], 127);
-}
-
-#[test]
-fn png_grid_round_trips() {
-    let tmp = tempfile::tempdir().unwrap();
-    let imgs: Vec<RgbImage> = (0..5u8)
-        .map(|i| RgbImage::from_fn(3, 2, |x, y| Rgb([i * 40, x as u8, y as u8])))
-        .collect();
-    let path = tmp.path().join("grid.png");
-    write_png_grid(&imgs, 2, 3, &path).unwrap();
-    let back = image::open(&path).unwrap().to_rgb8();
-    assert_eq!(back.dimensions(), (9, 4));
-    for (i, img) in imgs.iter().enumerate() {
-        let (r, c) = ((i / 3) as u32, (i % 3) as u32);
-        for y in 0..2 {
-            for x in 0..3 {
-                assert_eq!(back.get_pixel(c * 3 + x, r * 2 + y), img.get_pixel(x, y));
-            }
-        }
-    }
-    // The empty sixth cell is black.
-    assert_eq!(back.get_pixel(8, 3), &Rgb([0, 0, 0]));
-    assert!(make_grid(&imgs, 2, 2).is_err());
-    assert!(make_grid(&[], 1, 1).is_err());
-    let mixed = vec![imgs[0].clone(), RgbImage::new(2, 2)];
-    assert!(make_grid(&mixed, 1, 2).is_err());
-    assert!(matches!(
-        write_png_grid(&imgs, 2, 3, tmp.path().join("no/such/dir/g.png")),
-        Err(VqError::ImageWrite { .. })
-    ));
 }

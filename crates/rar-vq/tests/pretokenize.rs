@@ -10,11 +10,23 @@ use std::path::Path;
 use burn::prelude::*;
 use common::*;
 use image::{Rgb, RgbImage};
-use rar_vq::pretokenize::{INDEX_FILE, SKIPPED_FILE, shard_file_name};
-use rar_vq::{
-    CropMode, PretokenizeOptions, ShardIndex, TokenDataset, Tokenizer, TokenizerConfig, VqError,
-    images_to_tensor, load_rgb, pretokenize,
-};
+use rar_data::imaging::load_rgb;
+use rar_data::shard::{INDEX_FILE, SKIPPED_FILE, ShardIndex, shard_file_name};
+use rar_data::{CropMode, DataError, Dataset, PretokenizeConfig, ShardSet, TokenData, pretokenize};
+use rar_vq::{Tokenizer, TokenizerConfig, images_to_tensor};
+
+/// Every label and token of a finished run, with every shard's checksum verified.
+fn read_run(dir: &Path) -> Result<(Vec<u16>, Vec<u16>), DataError> {
+    let set = ShardSet::open(dir)?;
+    set.verify_checksums()?;
+    let (mut labels, mut tokens) = (Vec::new(), Vec::new());
+    for i in 0..set.len() {
+        let record = set.get(i)?;
+        labels.push(record.class);
+        tokens.extend(record.tokens);
+    }
+    Ok((labels, tokens))
+}
 
 /// A small tokenizer: 3 levels (factor 4), 32-px crops → 8×8 = 64 tokens, 32 codes.
 fn tiny_tokenizer(device: &Device) -> Tokenizer {
@@ -72,8 +84,8 @@ fn make_folder(root: &Path) -> Vec<(String, u16)> {
     good
 }
 
-fn options(input: &Path, output: &Path) -> PretokenizeOptions {
-    let mut o = PretokenizeOptions::new(input, output);
+fn options(input: &Path, output: &Path) -> PretokenizeConfig {
+    let mut o = PretokenizeConfig::new(input, output);
     o.image_size = 32;
     o.batch_size = 2;
     o.images_per_shard = 3;
@@ -119,20 +131,26 @@ fn pretokenizes_and_resumes_a_tiny_imagenet_folder() {
         let listing = std::fs::read_to_string(out.join(SKIPPED_FILE)).unwrap();
         assert!(listing.contains("broken.JPEG"), "{listing}");
 
-        let data = TokenDataset::open(&out).unwrap();
-        assert_eq!(data.len(), 70);
-        assert_eq!(data.tokens_per_record(), 64);
-        assert_eq!(data.codebook_size(), 32);
-        assert_eq!(data.num_classes(), 3);
+        let set = ShardSet::open(&out).unwrap();
+        assert_eq!(set.len(), 70);
+        let spec = set.spec();
+        assert_eq!(
+            (spec.tokens_per_record, spec.codebook_size, spec.num_classes),
+            (64, 32, 3)
+        );
         for (i, (rel, label)) in good.iter().enumerate() {
             let want = expected_tokens(&tok, &input, rel, CropMode::TenCrop, &device);
             for crop in 0..10 {
-                let (l, t) = data.get(i * 10 + crop).unwrap();
-                assert_eq!(l, *label, "{rel} crop {crop}");
-                assert_eq!(t, &want[crop * 64..(crop + 1) * 64], "{rel} crop {crop}");
+                let r = set.get(i * 10 + crop).unwrap();
+                assert_eq!(r.class, *label, "{rel} crop {crop}");
+                assert_eq!(
+                    r.tokens,
+                    &want[crop * 64..(crop + 1) * 64],
+                    "{rel} crop {crop}"
+                );
             }
         }
-        let reference = (data.labels().to_vec(), data.tokens().to_vec());
+        let reference = read_run(&out).unwrap();
 
         // A finished run resumes to a no-op.
         let again = pretokenize(&tok, &options(&input, &out)).unwrap();
@@ -146,32 +164,30 @@ fn pretokenizes_and_resumes_a_tiny_imagenet_folder() {
         std::fs::write(out.join(INDEX_FILE), serde_json::to_string(&index).unwrap()).unwrap();
         std::fs::remove_file(out.join(shard_file_name(2))).unwrap();
         assert!(matches!(
-            TokenDataset::open(&out),
-            Err(VqError::InvalidShard { .. })
+            read_run(&out),
+            Err(DataError::InvalidShard { .. })
         ));
         let resumed = pretokenize(&tok, &options(&input, &out)).unwrap();
         assert_eq!((resumed.shards_written, resumed.shards_reused), (2, 1));
-        let data = TokenDataset::open(&out).unwrap();
-        assert_eq!((data.labels().to_vec(), data.tokens().to_vec()), reference);
+        assert_eq!(read_run(&out).unwrap(), reference);
 
         // A shard truncated on disk is detected and redone.
         let p = out.join(shard_file_name(1));
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 7]).unwrap();
         assert!(matches!(
-            TokenDataset::open(&out),
-            Err(VqError::TruncatedShard { .. })
+            read_run(&out),
+            Err(DataError::TruncatedShard { .. })
         ));
         let resumed = pretokenize(&tok, &options(&input, &out)).unwrap();
         assert_eq!((resumed.shards_written, resumed.shards_reused), (1, 2));
-        let data = TokenDataset::open(&out).unwrap();
-        assert_eq!((data.labels().to_vec(), data.tokens().to_vec()), reference);
+        assert_eq!(read_run(&out).unwrap(), reference);
 
         // Resuming with different settings is refused, naming the difference.
         let mut other = options(&input, &out);
         other.crop_mode = CropMode::CenterFlip;
         let e = pretokenize(&tok, &other).unwrap_err();
-        assert!(matches!(e, VqError::ResumeMismatch { .. }), "{e}");
+        assert!(matches!(e, DataError::ResumeMismatch { .. }), "{e}");
         assert!(e.to_string().contains("crop_mode"), "{e}");
     }
 }
@@ -190,14 +206,14 @@ fn center_flip_mode_writes_crop_and_mirror() {
     o.batch_size = 3;
     let summary = pretokenize(&tok, &o).unwrap();
     assert_eq!(summary.records_written, 14);
-    let data = TokenDataset::open(&out).unwrap();
-    assert_eq!(data.index.crops_per_image, 2);
+    let set = ShardSet::open(&out).unwrap();
+    assert_eq!(set.index().crops_per_image, 2);
     for (i, (rel, label)) in good.iter().enumerate() {
         let want = expected_tokens(&tok, &input, rel, CropMode::CenterFlip, &device);
         for crop in 0..2 {
-            let (l, t) = data.get(i * 2 + crop).unwrap();
-            assert_eq!(l, *label);
-            assert_eq!(t, &want[crop * 64..(crop + 1) * 64]);
+            let r = set.get(i * 2 + crop).unwrap();
+            assert_eq!(r.class, *label);
+            assert_eq!(r.tokens, &want[crop * 64..(crop + 1) * 64]);
         }
     }
 }
@@ -213,7 +229,7 @@ fn bad_inputs_are_errors() {
         &options(&tmp.path().join("nope"), &tmp.path().join("o")),
     )
     .unwrap_err();
-    assert!(matches!(e, VqError::Io { .. }), "{e}");
+    assert!(matches!(e, DataError::Io { .. }), "{e}");
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let e = pretokenize(&tok, &options(&empty, &tmp.path().join("o"))).unwrap_err();
@@ -224,8 +240,5 @@ fn bad_inputs_are_errors() {
     o.image_size = 30;
     assert!(pretokenize(&tok, &o).is_err());
     // Reading a directory that holds no run.
-    assert!(matches!(
-        TokenDataset::open(tmp.path()),
-        Err(VqError::Io { .. })
-    ));
+    assert!(matches!(read_run(tmp.path()), Err(DataError::Io { .. })));
 }

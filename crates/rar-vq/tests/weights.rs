@@ -11,6 +11,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use common::*;
 use rar_vq::{Tokenizer, TokenizerConfig, VqError};
+use rar_weights::WeightError;
 
 /// Collects parameter paths and lazy shapes without touching (initialising) any parameter.
 #[derive(Default)]
@@ -157,12 +158,15 @@ fn bad_checkpoints_are_clear_errors() {
 
     // Missing file, unknown extension.
     let e = load_err(&tmp.path().join("nope.bin"), &device);
-    assert!(matches!(e, VqError::Io { .. }), "{e}");
+    assert!(
+        matches!(e, VqError::Weights(WeightError::Read { .. })),
+        "{e}"
+    );
     let odd = tmp.path().join("weights.onnx");
     std::fs::write(&odd, b"x").unwrap();
     assert!(matches!(
         load_err(&odd, &device),
-        VqError::UnknownWeightsFormat { .. }
+        VqError::Weights(WeightError::UnknownFormat { .. })
     ));
 
     // Garbage and truncated files of both formats.
@@ -180,7 +184,7 @@ fn bad_checkpoints_are_clear_errors() {
             assert!(
                 matches!(
                     e,
-                    VqError::CorruptWeights { .. } | VqError::BadTensor { .. }
+                    VqError::Weights(WeightError::Read { .. } | WeightError::Apply { .. })
                 ),
                 "{what} {name}: {e:?}"
             );
@@ -200,7 +204,7 @@ fn bad_checkpoints_are_clear_errors() {
     assert!(
         matches!(
             e,
-            VqError::CorruptWeights { .. } | VqError::BadTensor { .. }
+            VqError::Weights(WeightError::Read { .. } | WeightError::Apply { .. })
         ),
         "{e:?}"
     );
@@ -209,12 +213,12 @@ fn bad_checkpoints_are_clear_errors() {
     let official = TokenizerConfig::official();
     let e = Tokenizer::from_file_with_config(&st, &official, &device).unwrap_err();
     match &e {
-        VqError::ShapeMismatch {
+        VqError::Weights(WeightError::Shape {
             path,
             key,
             expected,
             found,
-        } => {
+        }) => {
             assert_eq!(path, &st);
             assert_eq!(key, "encoder.conv_in.weight");
             assert_eq!(expected, &vec![128, 3, 3, 3]);
@@ -234,7 +238,7 @@ fn bad_checkpoints_are_clear_errors() {
         m.remove("decoder.up.2.block.1.norm2.bias");
     });
     match load_err(&p, &device) {
-        VqError::MissingKey { key, expected, .. } => {
+        VqError::Weights(WeightError::Missing { key, expected, .. }) => {
             assert_eq!(key, "decoder.up.2.block.1.norm2.bias");
             assert_eq!(expected.len(), 1);
         }
@@ -249,7 +253,7 @@ fn bad_checkpoints_are_clear_errors() {
         );
     });
     match load_err(&p, &device) {
-        VqError::UnexpectedKey { key, found, .. } => {
+        VqError::Weights(WeightError::Unexpected { key, found, .. }) => {
             assert_eq!(key, "decoder.extra.weight");
             assert_eq!(found, vec![2]);
         }
@@ -264,12 +268,12 @@ fn bad_checkpoints_are_clear_errors() {
         );
     });
     match load_err(&p, &device) {
-        VqError::ShapeMismatch {
+        VqError::Weights(WeightError::Shape {
             key,
             expected,
             found,
             ..
-        } => {
+        }) => {
             assert_eq!(key, "decoder.conv_out.bias");
             assert_eq!(expected, vec![3]);
             assert_eq!(found, vec![4]);
@@ -287,9 +291,9 @@ fn bad_checkpoints_are_clear_errors() {
         );
     });
     match load_err(&p, &device) {
-        VqError::BadTensor { key, message, .. } => {
+        VqError::Weights(WeightError::DType { key, found, .. }) => {
             assert_eq!(key, "decoder.conv_out.bias");
-            assert!(message.contains("F16"), "{message}");
+            assert!(found.contains("F16"), "{found}");
         }
         other => panic!("{other:?}"),
     }
@@ -299,7 +303,7 @@ fn bad_checkpoints_are_clear_errors() {
     edited_safetensors(&st, &p, |m| m.retain(|k, _| k.starts_with("decoder.")));
     assert!(matches!(
         load_err(&p, &device),
-        VqError::CorruptWeights { .. }
+        VqError::Weights(WeightError::Read { .. })
     ));
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use rar_vq::{adm_center_crop, load_rgb};
+use rar_data::imaging::{adm_center_crop, load_rgb};
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -18,13 +18,14 @@
 //!
 //! The file length is therefore exactly `40 + 2·count·(1 + N)`; a shorter file is reported
 //! as truncated before anything else is read. Records of one image are consecutive, in crop
-//! order (see [`crate::preprocess::CropMode`]). Shards are written to a temporary name and
+//! order (see [`crate::CropMode`]). Shards are written to a temporary name and
 //! renamed into place, so a shard that exists under its final name is complete.
 
-use std::io::Write;
 use std::path::Path;
 
-use crate::error::{Result, VqError};
+use crate::atomic::write_atomic;
+use crate::error::{DataError, Result};
+use crate::record::RecordSpec;
 
 /// The 8 bytes every shard starts with.
 pub const SHARD_MAGIC: [u8; 8] = *b"RARVQTOK";
@@ -68,12 +69,12 @@ impl ShardHeader {
 
     /// Parses and validates a header (magic, version, field ranges) against the file length.
     pub fn parse(bytes: &[u8], file_len: u64, path: &Path) -> Result<Self> {
-        let invalid = |message: String| VqError::InvalidShard {
+        let invalid = |message: String| DataError::InvalidShard {
             path: path.to_path_buf(),
             message,
         };
         if bytes.len() < SHARD_HEADER_LEN as usize {
-            return Err(VqError::TruncatedShard {
+            return Err(DataError::TruncatedShard {
                 path: path.to_path_buf(),
                 expected: SHARD_HEADER_LEN,
                 found: file_len,
@@ -118,7 +119,7 @@ impl ShardHeader {
             .and_then(|p| p.checked_add(SHARD_HEADER_LEN))
             .ok_or_else(|| invalid(format!("record count {} overflows", header.count)))?;
         if file_len < expected {
-            return Err(VqError::TruncatedShard {
+            return Err(DataError::TruncatedShard {
                 path: path.to_path_buf(),
                 expected,
                 found: file_len,
@@ -137,13 +138,13 @@ impl ShardHeader {
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         use std::io::Read;
         let path = path.as_ref();
-        let mut file = std::fs::File::open(path).map_err(|e| VqError::io(path, e))?;
-        let len = file.metadata().map_err(|e| VqError::io(path, e))?.len();
+        let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
         let mut buf = Vec::with_capacity(SHARD_HEADER_LEN as usize);
         (&mut file)
             .take(SHARD_HEADER_LEN)
             .read_to_end(&mut buf)
-            .map_err(|e| VqError::io(path, e))?;
+            .map_err(|e| DataError::io(path, e))?;
         Self::parse(&buf, len, path)
     }
 }
@@ -169,8 +170,8 @@ impl Shard {
         tokens: Vec<u16>,
     ) -> Result<Self> {
         if tokens_per_record == 0 || tokens.len() != labels.len() * tokens_per_record as usize {
-            return Err(VqError::input(
-                "tokens",
+            return Err(DataError::input(
+                "shard records",
                 format!(
                     "{} tokens for {} records of {tokens_per_record}",
                     tokens.len(),
@@ -179,17 +180,18 @@ impl Shard {
             ));
         }
         if codebook_size == 0 || codebook_size > 1 << 16 {
-            return Err(VqError::input(
+            return Err(DataError::input(
                 "codebook_size",
                 format!("{codebook_size} is outside 1..=65536 (tokens are stored as u16)"),
             ));
         }
-        if let Some(&t) = tokens.iter().find(|&&t| u32::from(t) >= codebook_size) {
-            return Err(VqError::TokenOutOfRange {
-                value: i64::from(t),
-                codebook_size: codebook_size as usize,
-            });
-        }
+        let spec = RecordSpec {
+            tokens_per_record: tokens_per_record as usize,
+            codebook_size: codebook_size as usize,
+            num_classes: usize::MAX,
+        };
+        spec.check_token_ids(&tokens)
+            .map_err(|reason| DataError::input("shard records", reason))?;
         let mut shard = Self {
             header: ShardHeader {
                 tokens_per_record,
@@ -236,9 +238,6 @@ impl Shard {
     /// Writes the shard to `path` atomically (temporary file, fsync, rename).
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = std::path::PathBuf::from(tmp);
         let mut bytes = Vec::with_capacity(self.header.file_len() as usize);
         bytes.extend_from_slice(&self.header.to_bytes());
         for l in &self.labels {
@@ -247,20 +246,20 @@ impl Shard {
         for t in &self.tokens {
             bytes.extend_from_slice(&t.to_le_bytes());
         }
-        write_atomic(&tmp, path, &bytes)
+        write_atomic(path, &bytes)
     }
 
     /// Reads a shard, validating the header, the length, the checksum and the token range.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| VqError::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
         let header = ShardHeader::parse(&bytes, bytes.len() as u64, path)?;
         let count = header.count as usize;
         let n = header.tokens_per_record as usize;
         let body = &bytes[SHARD_HEADER_LEN as usize..];
         let crc = crc32fast::hash(body);
         if crc != header.crc32 {
-            return Err(VqError::InvalidShard {
+            return Err(DataError::InvalidShard {
                 path: path.to_path_buf(),
                 message: format!(
                     "checksum mismatch (header {:#010x}, data {crc:#010x}): the file is corrupt",
@@ -276,33 +275,19 @@ impl Shard {
         let labels = words(&body[..2 * count]);
         let tokens = words(&body[2 * count..]);
         debug_assert_eq!(tokens.len(), count * n);
-        if let Some(&t) = tokens
-            .iter()
-            .find(|&&t| u32::from(t) >= header.codebook_size)
-        {
-            return Err(VqError::InvalidShard {
-                path: path.to_path_buf(),
-                message: format!(
-                    "token {t} is not below the codebook size {}",
-                    header.codebook_size
-                ),
-            });
-        }
+        let spec = RecordSpec {
+            tokens_per_record: n,
+            codebook_size: header.codebook_size as usize,
+            num_classes: usize::MAX,
+        };
+        spec.check_token_ids(&tokens)
+            .map_err(|reason| DataError::shard(path, reason))?;
         Ok(Self {
             header,
             labels,
             tokens,
         })
     }
-}
-
-/// Writes `bytes` to `tmp`, syncs it and renames it to `path`.
-pub(crate) fn write_atomic(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = std::fs::File::create(tmp).map_err(|e| VqError::io(tmp, e))?;
-    file.write_all(bytes).map_err(|e| VqError::io(tmp, e))?;
-    file.sync_all().map_err(|e| VqError::io(tmp, e))?;
-    drop(file);
-    std::fs::rename(tmp, path).map_err(|e| VqError::io(path, e))
 }
 
 #[cfg(test)]
@@ -323,7 +308,7 @@ mod tests {
         assert_eq!(Shard::read(&p).unwrap(), s);
         assert_eq!(ShardHeader::read(&p).unwrap(), s.header);
         assert_eq!(s.record(2), Some((7, &[8u16, 9, 10, 11][..])));
-        assert!(!dir.path().join("s.rartok.tmp").exists());
+        assert!(!crate::atomic::temporary_path(&p).exists());
     }
 
     #[test]
@@ -337,17 +322,17 @@ mod tests {
         std::fs::write(&q, &bytes[..bytes.len() - 3]).unwrap();
         assert!(matches!(
             Shard::read(&q),
-            Err(VqError::TruncatedShard { expected, found, .. })
+            Err(DataError::TruncatedShard { expected, found, .. })
                 if expected == bytes.len() as u64 && found == bytes.len() as u64 - 3
         ));
         assert!(matches!(
             ShardHeader::read(&q),
-            Err(VqError::TruncatedShard { .. })
+            Err(DataError::TruncatedShard { .. })
         ));
         std::fs::write(&q, &bytes[..10]).unwrap();
         assert!(matches!(
             Shard::read(&q),
-            Err(VqError::TruncatedShard { .. })
+            Err(DataError::TruncatedShard { .. })
         ));
 
         let mut flipped = bytes.clone();
@@ -369,14 +354,17 @@ mod tests {
         let mut extra = bytes;
         extra.push(0);
         std::fs::write(&q, &extra).unwrap();
-        assert!(matches!(Shard::read(&q), Err(VqError::InvalidShard { .. })));
+        assert!(matches!(
+            Shard::read(&q),
+            Err(DataError::InvalidShard { .. })
+        ));
     }
 
     #[test]
     fn out_of_range_tokens_are_refused() {
         assert!(matches!(
             Shard::new(2, 4, 1, vec![0], vec![1, 4]),
-            Err(VqError::TokenOutOfRange { value: 4, .. })
+            Err(DataError::InvalidInput { message, .. }) if message.contains("token 4")
         ));
         assert!(Shard::new(2, 4, 1, vec![0], vec![1]).is_err());
     }

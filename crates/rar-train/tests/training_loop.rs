@@ -1,27 +1,26 @@
-//! The burn-train Learner loop: gradient accumulation gives the same updates as one large
-//! batch, checkpoints hold the Learner's optimizer and scheduler records, preview grids are
-//! written, dropout runs are reproducible, and data-parallel training over several devices
-//! (burn-train's multi-device step, here on two flex devices) gives the updates of one device.
+//! The training loop: gradient accumulation gives the same updates as one large batch,
+//! checkpoints hold the model, the optimizer state and the step, preview grids are written,
+//! dropout runs are reproducible, and data-parallel training over several devices (here two
+//! flex devices) gives the updates of one device.
 
 mod common;
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::lr_scheduler::LrSchedulerRecord;
 use burn::tensor::{DType, Device, Tensor};
 use rar_model::ComputePrecision;
-use rar_train::{ToyTrainer, ToyTrainingConfig, TrainError, list_checkpoints};
+use rar_train::{StepMetrics, ToyPreview, TrainError, TrainingConfig, list_checkpoints};
 
-fn tiny(steps: u64) -> ToyTrainingConfig {
+fn tiny(steps: u64) -> TrainingConfig {
     common::tiny_toy_config(steps)
 }
 
 /// `config` with dropout and attention dropout 0.1.
-fn with_dropout(config: ToyTrainingConfig) -> ToyTrainingConfig {
+fn with_dropout(config: TrainingConfig) -> TrainingConfig {
     let model = config.model.clone().with_dropout(0.1).with_attn_drop(0.1);
-    ToyTrainingConfig { model, ..config }
+    TrainingConfig { model, ..config }
 }
 
-fn losses(config: ToyTrainingConfig) -> Vec<f64> {
+fn losses(config: TrainingConfig) -> Vec<f64> {
     common::toy_losses(config)
 }
 
@@ -39,7 +38,7 @@ fn accumulation_matches_one_large_batch() {
         );
     }
     assert!(matches!(
-        ToyTrainer::new(tiny(1).with_accum_steps(3), &Device::flex()),
+        common::toy_trainer(tiny(1).with_accum_steps(3), vec![Device::flex()]),
         Err(TrainError::InvalidSetting(_))
     ));
 }
@@ -68,25 +67,24 @@ fn checkpoints_and_previews_are_written_on_optimizer_steps() {
         .with_preview_every(2)
         .with_preview_classes(vec![0, 5])
         .with_preview_dir(Some(dir.join("preview").to_string_lossy().into_owned()));
-    let mut trainer = ToyTrainer::new(config, &Device::flex()).unwrap();
-    trainer.run(|_| {}).unwrap();
+    let mut trainer = common::toy_trainer(config, vec![Device::flex()])
+        .unwrap()
+        .with_previews(ToyPreview);
+    trainer.run(&mut |_: &StepMetrics| {}).unwrap();
     assert_eq!(trainer.step(), 4);
     let kept = list_checkpoints(&dir.join("ck")).unwrap();
     assert_eq!(kept.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [2, 4]);
     for (step, path) in &kept {
-        for file in ["model.bpk", "optimizer.bpk", "scheduler.bpk", "config.json"] {
+        for file in ["model.bpk", "optimizer.bpk", "config.json", "step.txt"] {
             assert!(path.join(file).is_file(), "{} lacks {file}", path.display());
         }
-        let sched = LrSchedulerRecord::load(path.join("scheduler.bpk")).unwrap();
-        assert_eq!(
-            rar_train::learner::scheduler_record_step(&sched),
-            Some(*step)
-        );
+        let recorded = std::fs::read_to_string(path.join("step.txt")).unwrap();
+        assert_eq!(recorded.trim(), step.to_string());
     }
     for step in [2, 4] {
         let png = dir.join("preview").join(format!("preview-{step:08}.png"));
         let img = image::open(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
-        let cell = (rar_train::toy::TOY_SIDE + 1) * 4;
+        let cell = (rar_data::toy::TOY_SIDE + 1) * 4;
         assert_eq!(
             img.width() as usize,
             2 * cell + 4,
@@ -94,9 +92,9 @@ fn checkpoints_and_previews_are_written_on_optimizer_steps() {
         );
     }
     // A resumed trainer is at the checkpoint's step and has nothing left to do.
-    let mut resumed = ToyTrainer::resume(&dir.join("ck"), &Device::flex()).unwrap();
+    let mut resumed = common::resume_toy(&dir.join("ck")).unwrap();
     assert_eq!(resumed.step(), 4);
-    assert!(resumed.run(|_| {}).unwrap().is_empty());
+    assert!(resumed.run(&mut |_: &StepMetrics| {}).unwrap().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -118,10 +116,10 @@ fn two_devices_give_the_updates_of_one_device_with_accumulation() {
     }
     // A batch that does not split over accumulation × devices is refused before training.
     assert!(matches!(
-        ToyTrainer::new_on_devices(tiny(1).with_accum_steps(4), two()),
+        common::toy_trainer(tiny(1).with_accum_steps(4), two()),
         Err(TrainError::InvalidSetting(_))
     ));
-    let err = ToyTrainer::new_on_devices(tiny(1), Vec::new())
+    let err = common::toy_trainer(tiny(1), Vec::new())
         .err()
         .expect("an empty device list is refused");
     assert!(matches!(err, TrainError::Devices { .. }), "{err}");
@@ -136,13 +134,8 @@ fn bf16_mixed_precision_follows_the_fp32_curve_and_saves_fp32_weights() {
         .with_precision(ComputePrecision::Bf16)
         .with_checkpoint_dir(Some(dir.to_string_lossy().into_owned()))
         .with_checkpoint_every(3);
-    let mut trainer = ToyTrainer::new(config, &Device::flex()).unwrap();
-    let bf16: Vec<f64> = trainer
-        .run(|_| {})
-        .unwrap()
-        .iter()
-        .map(|m| m.loss)
-        .collect();
+    let mut trainer = common::toy_trainer(config, vec![Device::flex()]).unwrap();
+    let bf16 = common::losses(&trainer.run(&mut |_: &StepMetrics| {}).unwrap());
     assert_eq!(bf16.len(), fp32.len());
     let mut differs = false;
     for (k, (a, b)) in bf16.iter().zip(&fp32).enumerate() {
@@ -155,7 +148,7 @@ fn bf16_mixed_precision_follows_the_fp32_curve_and_saves_fp32_weights() {
     let mut dtypes = Vec::new();
     trainer.model().visit(&mut FloatDtypes(&mut dtypes));
     assert!(dtypes.iter().all(|d| *d == DType::F32), "{dtypes:?}");
-    let resumed = ToyTrainer::resume(&dir, &Device::flex()).unwrap();
+    let resumed = common::resume_toy(&dir).unwrap();
     assert_eq!(resumed.config().precision, ComputePrecision::Bf16);
     let json =
         std::fs::read_to_string(dir.join("checkpoint-00000006").join("config.json")).unwrap();
@@ -165,9 +158,9 @@ fn bf16_mixed_precision_follows_the_fp32_curve_and_saves_fp32_weights() {
     #[cfg(feature = "ndarray")]
     {
         #[allow(deprecated)]
-        let err = ToyTrainer::new(
+        let err = common::toy_trainer(
             tiny(1).with_precision(ComputePrecision::Bf16),
-            &Device::ndarray(),
+            vec![Device::ndarray()],
         )
         .err()
         .expect("ndarray has no bf16 tensors");

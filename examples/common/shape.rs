@@ -1,6 +1,8 @@
-//! Shared command-line pieces of the benchmark examples (`sample_bench`, `train_bench`).
+//! The model size of the benchmark examples (`sample_bench`, `train_bench`).
 
-use rar_model::RarConfig;
+use rar::core::rng::Xoshiro256PlusPlus;
+use rar::data::RecordBatch;
+use rar::model::RarConfig;
 
 /// The size of a randomly initialised RAR model to benchmark (`--hidden`, `--depth`, …).
 ///
@@ -39,6 +41,22 @@ impl ModelShape {
             .with_image_seq_len(self.tokens)
             .with_codebook_size(self.codebook)
             .with_num_classes(self.classes)
+    }
+}
+
+impl ModelShape {
+    /// `batch` random records of this shape at stream positions `t·batch …` (seeded by
+    /// `(seed, t)`).
+    pub fn random_records(&self, batch: usize, seed: u64, t: u64) -> RecordBatch {
+        let mut rng = Xoshiro256PlusPlus::for_stream(seed, &[1, t]);
+        let mut below = |k: usize| rng.below(k as u64) as u16;
+        RecordBatch {
+            first_position: t * batch as u64,
+            tokens: (0..batch * self.tokens)
+                .map(|_| below(self.codebook))
+                .collect(),
+            labels: (0..batch).map(|_| below(self.classes)).collect(),
+        }
     }
 }
 

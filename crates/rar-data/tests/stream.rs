@@ -1,4 +1,4 @@
-//! `ShardStream` on tiny hand-written shard sets: each epoch is a permutation of the records,
+//! A `SampleStream` over a `ShardSet` on tiny hand-written shard sets: each epoch is a permutation of the records,
 //! orders are seeded and reproducible, random access equals sequential reading (across epoch
 //! boundaries and after resuming), the memory bound holds, every record is read once per
 //! epoch, and broken runs are errors naming the file.
@@ -6,8 +6,11 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use rar_vq::pretokenize::{INDEX_FILE, INDEX_VERSION, ShardEntry, shard_file_name};
-use rar_vq::{Shard, ShardIndex, ShardStream, StreamOptions, VqError};
+use burn_dataset::Dataset;
+use rar_data::shard::{INDEX_FILE, INDEX_VERSION, Shard, ShardEntry, ShardIndex, shard_file_name};
+use rar_data::{DataError, SampleStream, ShardSet, StreamConfig, TokenData};
+
+type ShardStream = SampleStream<ShardSet>;
 
 /// Tokens per record.
 const N: u32 = 4;
@@ -71,10 +74,26 @@ fn set() -> tempfile::TempDir {
 }
 
 fn open(dir: &Path, seed: u64, k: usize, c: usize) -> ShardStream {
-    let options = StreamOptions::new(seed)
-        .with_window_shards(k)
-        .with_chunks_per_shard(c);
-    ShardStream::open(dir, options).unwrap()
+    let config = StreamConfig::new(seed)
+        .with_window_units(k)
+        .with_chunks_per_unit(c);
+    SampleStream::new(ShardSet::open(dir).unwrap(), config).unwrap()
+}
+
+/// The global record index of record `r` of shard `s` (shard after shard).
+fn global(s: usize, r: usize) -> usize {
+    COUNTS[..s].iter().sum::<usize>() + r
+}
+
+/// `(shard, record)` of a global record index.
+fn local(mut index: usize) -> (usize, usize) {
+    for (s, &n) in COUNTS.iter().enumerate() {
+        if index < n {
+            return (s, index);
+        }
+        index -= n;
+    }
+    panic!("index beyond the set")
 }
 
 /// `(shard, record)` of each of `count` records read sequentially from `position`,
@@ -84,7 +103,8 @@ fn read(stream: &ShardStream, position: u64, count: usize) -> Vec<(usize, usize)
         .cursor(position)
         .take(count)
         .map(|r| {
-            let (label, tokens) = r.unwrap();
+            let r = r.unwrap();
+            let (label, tokens) = (r.class, r.tokens);
             let (s, i) = (tokens[0] as usize, tokens[1] as usize);
             let (l, t) = record(s, i);
             assert_eq!((label, tokens.as_slice()), (l, &t[..]));
@@ -107,13 +127,16 @@ fn metadata_matches_the_index() {
     let stream = open(dir.path(), 0, 2, 2);
     assert_eq!(stream.len(), 34);
     assert!(!stream.is_empty());
-    assert_eq!(stream.tokens_per_record(), N as usize);
-    assert_eq!(stream.codebook_size(), V as usize);
-    assert_eq!(stream.num_classes(), CLASSES);
-    assert_eq!(stream.num_shards(), 7);
-    assert_eq!(stream.windows_per_epoch(), 4);
-    assert_eq!(stream.shard_len(4), Some(9));
-    assert!(stream.shard_path(4).unwrap().ends_with(shard_file_name(4)));
+    let spec = stream.data().spec();
+    assert_eq!(spec.tokens_per_record, N as usize);
+    assert_eq!(spec.codebook_size, V as usize);
+    assert_eq!(spec.num_classes, CLASSES);
+    let set = stream.data();
+    assert_eq!(set.num_shards(), 7);
+    assert_eq!(stream.order().windows_per_epoch(), 4);
+    assert_eq!(set.shard_len(4), Some(9));
+    assert!(set.shard_path(4).unwrap().ends_with(shard_file_name(4)));
+    assert_eq!(Dataset::len(set), 34);
 }
 
 #[test]
@@ -122,7 +145,7 @@ fn every_epoch_is_a_permutation() {
     let want = all_records();
     for (k, c) in [(1, 1), (2, 1), (3, 2), (2, 3), (7, 1), (100, 4)] {
         let stream = open(dir.path(), 11, k, c);
-        let len = stream.len();
+        let len = stream.len() as usize;
         let seq = read(&stream, 0, 3 * len);
         for e in 0..3 {
             let epoch = &seq[e * len..(e + 1) * len];
@@ -137,7 +160,7 @@ fn every_epoch_is_a_permutation() {
 fn orders_are_seeded_reproducible_and_differ_by_epoch_and_seed() {
     let dir = set();
     let a = open(dir.path(), 5, 2, 2);
-    let len = a.len();
+    let len = a.len() as usize;
     let seq = read(&a, 0, 2 * len);
     // The same seed in another instance: the same order.
     assert_eq!(read(&open(dir.path(), 5, 2, 2), 0, 2 * len), seq);
@@ -169,15 +192,18 @@ fn random_access_equals_sequential_reading_across_epochs() {
     let dir = set();
     for (k, c) in [(2, 1), (3, 2), (1, 3)] {
         let stream = open(dir.path(), 42, k, c);
-        let len = stream.len() as u64;
+        let len = stream.len();
         let seq = read(&stream, 0, 3 * len as usize);
         for p in 0..3 * len {
-            let (label, tokens) = stream.record_at(p).unwrap();
+            let rec = stream.record_at(p).unwrap();
             let (s, r) = seq[p as usize];
-            assert_eq!((tokens[0] as usize, tokens[1] as usize), (s, r), "p {p}");
-            assert_eq!(label, record(s, r).0);
-            let loc = stream.locate(p);
-            assert_eq!((loc.epoch, loc.shard, loc.record as usize), (p / len, s, r));
+            assert_eq!(
+                (rec.tokens[0] as usize, rec.tokens[1] as usize),
+                (s, r),
+                "p {p}"
+            );
+            assert_eq!(rec.class, record(s, r).0);
+            assert_eq!(local(stream.order().record_index(p) as usize), (s, r));
         }
         // Resuming: a cursor started anywhere (mid-window, at and across the epoch
         // boundary) continues the same sequence.
@@ -231,34 +257,37 @@ fn memory_is_bounded_and_each_record_is_read_once_per_epoch() {
     for (k, c) in [(1, 1), (2, 1), (3, 1), (2, 2), (3, 4)] {
         let stream = open(dir.path(), 9, k, c);
         let len = stream.len();
-        assert!(stream.memory_bound_records() <= (k as u64) * (max + c as u64));
-        let before = stream.bytes_read();
+        let bound = stream.order().memory_bound_records();
+        assert!(bound <= (k as u64) * (max + c as u64));
+        let before = stream.data().bytes_read();
         let mut cursor = stream.cursor(0);
         for _ in 0..2 * len {
             cursor.next_record().unwrap();
             let s = cursor.stats();
-            assert!(s.resident_records <= stream.memory_bound_records());
+            assert!(s.resident_records <= bound);
             if c == 1 {
-                assert!(s.resident_shards <= k as u64, "K {k}: {s:?}");
+                assert!(s.resident_units <= k as u64, "K {k}: {s:?}");
             }
         }
         let s = cursor.stats();
-        assert!(
-            s.peak_resident_records <= stream.memory_bound_records(),
-            "{s:?}"
-        );
+        assert!(s.peak_resident_records <= bound, "{s:?}");
         if c == 1 {
-            assert!(s.peak_resident_shards <= k as u64, "K {k}: {s:?}");
+            assert!(s.peak_resident_units <= k as u64, "K {k}: {s:?}");
             // Whole shards: each non-empty shard file opened once per epoch.
             let nonempty = COUNTS.iter().filter(|&&n| n > 0).count() as u64;
-            assert_eq!(s.files_opened, 2 * nonempty);
+            assert_eq!(stream.data().files_opened(), 2 * nonempty);
         }
         // Each record (hence each byte of each shard) read exactly once per epoch.
-        assert_eq!(s.records_loaded, 2 * len as u64);
-        assert_eq!(stream.bytes_read() - before, 2 * body_bytes, "K {k} C {c}");
+        assert_eq!(s.records_loaded, 2 * len);
+        assert_eq!(
+            stream.data().bytes_read() - before,
+            2 * body_bytes,
+            "K {k} C {c}"
+        );
         // One load per non-empty window (a window of empty shards is never loaded).
-        assert!(s.windows_loaded as usize <= 2 * stream.windows_per_epoch());
-        assert!(s.windows_loaded as usize > stream.windows_per_epoch());
+        let windows = stream.order().windows_per_epoch();
+        assert!(s.windows_loaded as usize <= 2 * windows);
+        assert!(s.windows_loaded as usize > windows);
     }
 }
 
@@ -266,23 +295,23 @@ fn memory_is_bounded_and_each_record_is_read_once_per_epoch() {
 fn random_access_reads_one_record() {
     let dir = set();
     let stream = open(dir.path(), 1, 2, 1);
-    let before = stream.bytes_read();
+    let before = stream.data().bytes_read();
     stream.record_at(1000).unwrap();
-    assert_eq!(stream.bytes_read() - before, 2 + 2 * N as u64);
+    assert_eq!(stream.data().bytes_read() - before, 2 + 2 * N as u64);
 }
 
 #[test]
 fn whole_shards_are_checksummed_and_verify_finds_corruption() {
     let dir = set();
     let stream = open(dir.path(), 0, 2, 1);
-    stream.verify_checksums().unwrap();
+    stream.data().verify_checksums().unwrap();
     // Flip one token bit (still a valid token) in shard 4.
     let path = dir.path().join(shard_file_name(4));
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 2;
     bytes[last] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    let err = stream.verify_checksums().unwrap_err().to_string();
+    let err = stream.data().verify_checksums().unwrap_err().to_string();
     assert!(
         err.contains("checksum") && err.contains("shard-00004"),
         "{err}"
@@ -313,7 +342,7 @@ fn out_of_range_tokens_and_labels_name_the_file_and_record() {
     let at = 40 + 2 * count + 2 * N as usize * 2;
     bytes[at..at + 2].copy_from_slice(&u16::MAX.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
-    let err = stream.read_record(0, 2).unwrap_err().to_string();
+    let err = stream.data().get(global(0, 2)).unwrap_err().to_string();
     assert!(
         err.contains("shard-00000") && err.contains("record 2") && err.contains("65535"),
         "{err}"
@@ -333,16 +362,16 @@ fn out_of_range_tokens_and_labels_name_the_file_and_record() {
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[40..42].copy_from_slice(&9u16.to_le_bytes());
     std::fs::write(&path, &bytes).unwrap();
-    let err = stream.read_record(2, 0).unwrap_err().to_string();
+    let err = stream.data().get(global(2, 0)).unwrap_err().to_string();
     assert!(
         err.contains("shard-00002") && err.contains("label 9"),
         "{err}"
     );
 }
 
-/// The error of opening `dir` with default-ish options.
-fn open_err(dir: &Path) -> VqError {
-    ShardStream::open(dir, StreamOptions::new(0)).unwrap_err()
+/// The error of opening `dir`.
+fn open_err(dir: &Path) -> DataError {
+    ShardSet::open(dir).unwrap_err()
 }
 
 #[test]
@@ -352,7 +381,7 @@ fn broken_runs_are_errors_naming_the_file() {
     std::fs::remove_file(dir.path().join(shard_file_name(3))).unwrap();
     let err = open_err(dir.path());
     assert!(
-        matches!(&err, VqError::InvalidShard { path, .. } if path.ends_with(shard_file_name(3))),
+        matches!(&err, DataError::InvalidShard { path, .. } if path.ends_with(shard_file_name(3))),
         "{err}"
     );
     assert!(err.to_string().contains("missing"), "{err}");
@@ -364,7 +393,7 @@ fn broken_runs_are_errors_naming_the_file() {
     std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
     let err = open_err(dir.path());
     assert!(
-        matches!(&err, VqError::TruncatedShard { path: p, expected, found }
+        matches!(&err, DataError::TruncatedShard { path: p, expected, found }
             if p == &path && *expected == bytes.len() as u64 && *found == bytes.len() as u64 - 3),
         "{err}"
     );
@@ -404,7 +433,7 @@ fn broken_runs_are_errors_naming_the_file() {
 
     // Unfinished run, missing index.
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(open_err(dir.path()), VqError::Io { .. }));
+    assert!(matches!(open_err(dir.path()), DataError::Io { .. }));
     write_set(dir.path(), &COUNTS);
     let index_path = dir.path().join(INDEX_FILE);
     let mut index = ShardIndex::read(dir.path()).unwrap();
@@ -435,12 +464,12 @@ fn broken_runs_are_errors_naming_the_file() {
     assert!(text.contains("no records"), "{text}");
     let dir = set();
     for (k, c) in [(0, 1), (1, 0)] {
-        let options = StreamOptions::new(0)
-            .with_window_shards(k)
-            .with_chunks_per_shard(c);
+        let config = StreamConfig::new(0)
+            .with_window_units(k)
+            .with_chunks_per_unit(c);
         assert!(matches!(
-            ShardStream::open(dir.path(), options),
-            Err(VqError::InvalidInput { .. })
+            SampleStream::new(ShardSet::open(dir.path()).unwrap(), config),
+            Err(DataError::InvalidInput { .. })
         ));
     }
 }
@@ -457,15 +486,15 @@ fn a_shard_truncated_after_opening_is_reported_while_reading() {
         .find_map(|_| cursor.next_record().err())
         .expect("shard 4 is read in epoch 0");
     assert!(
-        matches!(&err, VqError::TruncatedShard { path: p, .. } if p == &path),
+        matches!(&err, DataError::TruncatedShard { path: p, .. } if p == &path),
         "{err}"
     );
     // Random access to its last record too.
     assert!(matches!(
-        stream.read_record(4, 8),
-        Err(VqError::TruncatedShard { .. })
+        stream.data().get(global(4, 8)),
+        Err(DataError::TruncatedShard { .. })
     ));
     std::fs::remove_file(&path).unwrap();
-    let text = stream.read_record(4, 0).unwrap_err().to_string();
+    let text = stream.data().get(global(4, 0)).unwrap_err().to_string();
     assert!(text.contains("shard-00004"), "{text}");
 }

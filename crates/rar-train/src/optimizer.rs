@@ -1,0 +1,123 @@
+//! The one update of a training step: global-norm clipping, then AdamW with the reference's
+//! two parameter groups at the learning rate of the step (the official
+//! `train_utils.train_one_epoch`: `clip_grad_norm_`, `optimizer.step()`, `scheduler.step()`).
+
+use std::path::Path;
+
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use rar_core::WarmupCosineLr;
+use rar_model::Rar;
+
+use crate::error::{Result, TrainError};
+use crate::optim::{OptimizerConfig, clip_grad_norm_global};
+
+/// Reads a 1-element float tensor to the host.
+pub(crate) fn scalar(t: Tensor<1>) -> f64 {
+    t.into_scalar::<f32>() as f64
+}
+
+/// Scalars of one update.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UpdateStats {
+    /// The 0-based optimizer step `t` this update was (the step the LR was evaluated at).
+    pub step: u64,
+    /// Global L2 gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Learning rate used by this update.
+    pub lr: f64,
+}
+
+/// AdamW with the reference's parameter groups, global-norm clipping and the warm-up + cosine
+/// schedule, counting optimizer steps.
+#[derive(Clone)]
+pub struct RarOptimizer {
+    optim: ModuleOptimizer,
+    schedule: WarmupCosineLr,
+    max_grad_norm: f64,
+    step: u64,
+}
+
+impl RarOptimizer {
+    /// An optimizer for `model` at optimizer step 0. `max_grad_norm` must be positive and
+    /// finite (the reference uses 1.0).
+    pub fn new(
+        model: &Rar,
+        adamw: &OptimizerConfig,
+        schedule: WarmupCosineLr,
+        max_grad_norm: f64,
+    ) -> Result<Self> {
+        if !(max_grad_norm.is_finite() && max_grad_norm > 0.0) {
+            return Err(TrainError::InvalidSetting(format!(
+                "max_grad_norm must be positive and finite, got {max_grad_norm}"
+            )));
+        }
+        Ok(Self {
+            optim: adamw.init(model)?,
+            schedule,
+            max_grad_norm,
+            step: 0,
+        })
+    }
+
+    /// Sets the 0-based optimizer step of the next update (the LR depends on it).
+    pub fn with_step(mut self, step: u64) -> Self {
+        self.step = step;
+        self
+    }
+
+    /// The 0-based optimizer step of the next update (= updates done).
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The learning rate the next update will use.
+    pub fn lr(&self) -> f64 {
+        self.schedule.lr_at(self.step)
+    }
+
+    /// Saves the AdamW state (moments and step counts per parameter) to a burnpack file.
+    pub fn save_state(&self, path: &Path) -> Result<()> {
+        self.optim.save(path).map_err(|e| TrainError::Write {
+            path: path.to_path_buf(),
+            reason: format!("{e:?}"),
+        })
+    }
+
+    /// Restores the AdamW state written by [`Self::save_state`] (parameters are matched by
+    /// their persisted ids, so load the model from its own checkpoint first).
+    pub fn load_state(mut self, path: &Path) -> Result<Self> {
+        self.optim = self.optim.load(path).map_err(|e| TrainError::Read {
+            path: path.to_path_buf(),
+            reason: format!("{e:?}"),
+        })?;
+        Ok(self)
+    }
+
+    /// Clips `grads` globally and applies one AdamW update to `model`. A non-finite
+    /// gradient norm, or no gradient at all, is an error and `model` is handed back
+    /// unchanged in the error's place (nothing is applied).
+    pub fn update(&mut self, model: Rar, mut grads: GradientsParams) -> Result<(Rar, UpdateStats)> {
+        let step = self.step;
+        let norm = clip_grad_norm_global(&model, &mut grads, self.max_grad_norm)
+            .ok_or(TrainError::NoGradients)?;
+        let grad_norm = scalar(norm);
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFiniteGradient {
+                step,
+                norm: grad_norm,
+            });
+        }
+        let lr = self.lr();
+        let model = self.optim.step(lr, model, grads);
+        self.step += 1;
+        Ok((
+            model,
+            UpdateStats {
+                step,
+                grad_norm,
+                lr,
+            },
+        ))
+    }
+}
