@@ -1,4 +1,4 @@
-//! Randomness annealing (paper Eq. 5; spec §4).
+//! Randomness annealing (paper §3.2, Eq. 5).
 //!
 //! During training each sample's factorisation order is a uniformly random permutation with
 //! probability `r`, the raster order otherwise. `r` starts at 1 and is annealed linearly to 0:
@@ -28,7 +28,7 @@ pub struct RandomnessSchedule {
 
 impl RandomnessSchedule {
     /// The official RAR recipe: decay from step 125 000 to 187 500 (of 250 000), i.e. epochs
-    /// 200 → 300 of 400 at batch 2048 (spec §3.1).
+    /// 200 → 300 of 400 at batch 2048 (the official `configs/training/generator/rar.yaml`).
     pub const OFFICIAL: Self = Self {
         start: 125_000,
         end: 187_500,

@@ -1,4 +1,4 @@
-//! Classifier-free-guidance schedules (spec §0 item 7, §5).
+//! Classifier-free-guidance schedules (the official `generate()` in `modeling/rar.py`).
 //!
 //! At sampling step `s` of `N` the guided logits are `ℓ_u + g(s)·(ℓ_c − ℓ_u)`. RAR's final
 //! models use MDT's power-cosine form with the progress variable increasing, so guidance
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn spec_table_values() {
-        // spec §5, "Example schedules" (3 decimals).
+        // the official `generate()` in `modeling/rar.py`, "Example schedules" (3 decimals).
         let cases = [
             (16.0, 2.75, [1.000, 1.000, 1.018, 1.803, 7.404, 15.996]),
             (15.5, 2.5, [1.000, 1.000, 1.035, 2.090, 7.957, 15.497]),

@@ -1,4 +1,4 @@
-//! The learning-rate schedule (spec §6.3): linear warm-up from 0, then cosine to `end_lr`.
+//! The learning-rate schedule (the official `utils/lr_schedulers.py`): linear warm-up from 0, then cosine to `end_lr`.
 //!
 //! ```text
 //! lr(k) = η · k / W                                          k < W

@@ -1,4 +1,4 @@
-//! Per-sample factorisation orders for training (spec §4).
+//! Per-sample factorisation orders for training (paper §3.2, Eq. 5).
 //!
 //! For every sample of every optimizer step, draw `u ~ U[0, 1)`; if `u < r` the sample's order
 //! is a uniformly random permutation of the `N` token positions, otherwise the base scan order

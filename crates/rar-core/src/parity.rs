@@ -87,7 +87,7 @@ pub fn rar_model_dirs(parity: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 #[cfg(feature = "fixtures")]
-pub use reader::{Array, Fixture, read_json};
+pub use reader::{Array, Fixture, read_json, state_dict_shapes};
 
 /// Readers for fixture files (feature `fixtures`): test helpers that panic with the file and
 /// tensor name when a fixture is malformed — a broken fixture is a failed test, not a skip.
@@ -102,6 +102,25 @@ mod reader {
         let text = std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The `{key: {"shape": [..]}}` object of `full-size-keys.json` as key → shape (panics
+    /// when it is malformed).
+    pub fn state_dict_shapes(
+        state_dict: &serde_json::Value,
+    ) -> std::collections::BTreeMap<String, Vec<usize>> {
+        let shape = |v: &serde_json::Value| -> Vec<usize> {
+            let dims = v["shape"].as_array().expect("a shape list");
+            dims.iter()
+                .map(|d| d.as_u64().expect("a dimension") as usize)
+                .collect()
+        };
+        state_dict
+            .as_object()
+            .expect("a state_dict object")
+            .iter()
+            .map(|(k, v)| (k.clone(), shape(v)))
+            .collect()
     }
 
     /// One array of a fixture: its shape and values widened to `f64` or `i64`.

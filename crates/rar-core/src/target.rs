@@ -1,4 +1,4 @@
-//! Target-aware index logic (paper §3.2; spec §0 items 1–2 and §3.5).
+//! Target-aware index logic (paper §3.2; the official `modeling/rar.py`).
 //!
 //! RAR's transformer input has two prefix slots before the `N` image tokens:
 //!

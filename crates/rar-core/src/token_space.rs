@@ -1,4 +1,4 @@
-//! RAR's embedding-id space (spec §0 item 5, §3.2).
+//! RAR's embedding-id space (paper §3.2; `modeling/rar.py`).
 //!
 //! One embedding table serves image codes and class conditions:
 //!

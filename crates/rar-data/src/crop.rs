@@ -1,4 +1,4 @@
-//! Image loading and the reference's preprocessing (spec §8.1).
+//! Image loading and the reference's preprocessing (the official `scripts/pretokenization.py`).
 //!
 //! * Loading: JPEG/PNG through the `image` crate, converted to 8-bit RGB (alpha dropped,
 //!   grey replicated — PIL's `convert("RGB")`). The JPEG decoder is not libjpeg, so decoded
@@ -118,7 +118,7 @@ pub fn ten_crop(img: &RgbImage, size: u32) -> Result<Vec<RgbImage>> {
     Ok(out)
 }
 
-/// Which crops of each image are tokenized (spec §8.1).
+/// Which crops of each image are tokenized (the official `scripts/pretokenization.py`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CropMode {
     /// The released-model setting (`--ten_crop`): ADM centre crop to ⌊1.1·size⌋, then
@@ -175,16 +175,7 @@ impl CropMode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ramp(w: u32, h: u32) -> RgbImage {
-        RgbImage::from_fn(w, h, |x, y| {
-            image::Rgb([
-                (x * 7 % 256) as u8,
-                (y * 5 % 256) as u8,
-                ((x + y) % 256) as u8,
-            ])
-        })
-    }
+    use crate::resize::tests::ramp;
 
     #[test]
     fn constant_images_stay_constant() {

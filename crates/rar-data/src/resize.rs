@@ -169,10 +169,11 @@ pub fn pil_resize(src: &RgbImage, out_w: u32, out_h: u32, filter: ResampleFilter
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn ramp(w: u32, h: u32) -> RgbImage {
+    /// A colour ramp of `w × h` pixels.
+    pub(crate) fn ramp(w: u32, h: u32) -> RgbImage {
         RgbImage::from_fn(w, h, |x, y| {
             image::Rgb([
                 (x * 7 % 256) as u8,

@@ -1,4 +1,4 @@
-//! Multi-head self-attention with QK-LayerNorm (spec §3.6).
+//! Multi-head self-attention with QK-LayerNorm (the official `modeling/rar.py`).
 //!
 //! `qkv` projects to `[Q | K | V]` (each `C` wide, head `h` owning features `h·d … h·d+d−1`);
 //! Q and K are normalised per head by a LayerNorm over the head dimension whose affine

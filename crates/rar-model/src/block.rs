@@ -1,5 +1,5 @@
 //! One RAR transformer block: pre-norm attention and MLP, both modulated and gated by adaLN
-//! (spec §3.6).
+//! (the official `modeling/rar.py`).
 //!
 //! ```text
 //! m = Linear_6C(SiLU(c))                    c: per-position condition [B, L, C]
@@ -10,7 +10,7 @@
 //!
 //! Unlike DiT, `LN1`/`LN2` keep their own affine parameters (eps 1e-6). The modulation is
 //! computed per position because the condition differs per position (class embedding plus a
-//! per-position "timestep" row, spec §0 item 4). The block receives `SiLU(c)` already applied:
+//! per-position "timestep" row, the official `modeling/rar.py`). The block receives `SiLU(c)` already applied:
 //! it is the same for every block, so the model computes it once per forward.
 
 use burn::config::Config;

@@ -1,5 +1,5 @@
 //! Incremental decoding: the pre-allocated KV cache, decode orders and precomputed plans
-//! (spec §5.1).
+//! (the official `generate()` in `modeling/rar.py`).
 //!
 //! Sampling feeds one token per step. Instead of re-running the whole prefix (what the
 //! reference does without its cache) or growing the cache by concatenation (what it does with

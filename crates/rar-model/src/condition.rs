@@ -1,4 +1,4 @@
-//! Condition ids and class-label dropout (spec §3.2, §3.9).
+//! Condition ids and class-label dropout (paper §3.2; `modeling/rar.py`).
 //!
 //! The forward pass embeds condition ids as given; mapping a raw class `c` to its id
 //! `V + 1 + c` and replacing dropped labels by the "none" id happen before, here. Dropout is
@@ -63,7 +63,7 @@ pub fn drop_class_labels_with_rng(
 
 impl crate::RarConfig {
     /// Training condition ids for raw `classes` with this config's `class_label_dropout`
-    /// (spec §3.9): [`drop_class_labels`] with `p = class_label_dropout` in this token space.
+    /// (the official `modeling/rar.py`): [`drop_class_labels`] with `p = class_label_dropout` in this token space.
     pub fn training_condition_ids(&self, classes: &[usize], uniforms: &[f64]) -> Result<Vec<i64>> {
         drop_class_labels(
             classes,
@@ -81,7 +81,7 @@ pub fn condition_tensor(ids: &[i64], device: &Device) -> Tensor<1, Int> {
 
 /// Condition ids for classifier-free guidance: the conditional rows (`V + 1 + class`)
 /// followed by as many unconditional rows ("none"), the batch layout of the reference
-/// sampler (spec §5 step 3).
+/// sampler (the official `generate()` in `modeling/rar.py`).
 pub fn guidance_condition_ids(classes: &[usize], space: &TokenSpace) -> Result<Vec<i64>> {
     let mut ids = Vec::with_capacity(2 * classes.len());
     for &class in classes {

@@ -1,8 +1,8 @@
-//! Model configuration, the released presets and their parameter counts (spec §2.1, §3.1, §3.3).
+//! Model configuration, the released presets and their parameter counts (the official `README_RAR.md`).
 //!
 //! [`RarConfig`] holds every size that shapes the network. The four released sizes are
 //! available as [`RarPreset`]s, together with the sampling settings the authors recommend for
-//! each (spec §2.1). Any other size can be built from the config directly; the parameter count
+//! each (the official `README_RAR.md`). Any other size can be built from the config directly; the parameter count
 //! ([`RarConfig::num_params`]) and the checkpoint layout ([`crate::checkpoint::expected_state_dict`])
 //! follow from the config alone, without allocating a single weight.
 
@@ -21,14 +21,14 @@ type ModelResult<T> = std::result::Result<T, RarModelError>;
 /// Rows of `pos_embed` and `target_aware_pos_embed` beyond the `N` image tokens.
 ///
 /// The reference sizes both tables `N + 1024` although only the first `N + 2` rows are ever
-/// read (spec §0 item 10); the unused rows must still exist for strict checkpoint loading.
+/// read (the official `modeling/rar.py`); the unused rows must still exist for strict checkpoint loading.
 pub const POS_EMBED_EXTRA_ROWS: usize = 1024;
 
-/// Rows of `timesteps_embeddings` beyond the `N` image tokens (`N + 100` in total, spec §3.3).
+/// Rows of `timesteps_embeddings` beyond the `N` image tokens (`N + 100` in total, the official `modeling/rar.py`).
 pub const TIMESTEP_EXTRA_ROWS: usize = 100;
 
 /// Configuration of a RAR generator (the reference's `model.generator` YAML section plus the
-/// tokenizer's codebook size, spec §3.1).
+/// tokenizer's codebook size, the official `configs/training/generator/rar.yaml`).
 #[derive(Config, Debug, PartialEq)]
 pub struct RarConfig {
     /// Hidden width `C` (`hidden_size`).
@@ -55,7 +55,7 @@ pub struct RarConfig {
     #[config(default = 0.1)]
     pub attn_drop: f64,
     /// Per-sample probability of replacing the class by the "none" id in training
-    /// (`class_label_dropout`, spec §3.9). The forward pass itself does not apply it: see
+    /// (`class_label_dropout`, the official `modeling/rar.py`). The forward pass itself does not apply it: see
     /// [`crate::condition::drop_class_labels`].
     #[config(default = 0.1)]
     pub class_label_dropout: f64,
@@ -65,7 +65,7 @@ pub struct RarConfig {
     pub layer_norm_eps: f64,
 }
 
-/// The four released RAR sizes (spec §2.1, §3.3; all use 16 heads, `N = 256`, `V = 1024`,
+/// The four released RAR sizes (the official `README_RAR.md`; all use 16 heads, `N = 256`, `V = 1024`,
 /// `K = 1000`; the MLP width is `4C` except for RAR-XXL's 6144).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RarPreset {
@@ -93,7 +93,7 @@ impl RarPreset {
         }
     }
 
-    /// The released checkpoint's file name on the hub (`rar_b.bin`, …; spec §2.2).
+    /// The released checkpoint's file name on the hub (`rar_b.bin`, … in `yucornetto/RAR`).
     pub fn checkpoint_file(self) -> &'static str {
         match self {
             RarPreset::B => "rar_b.bin",
@@ -118,7 +118,7 @@ impl RarPreset {
 
     /// The model configuration (training dropouts as in `rar.yaml`: 0.1 / 0.1 / 0.1).
     pub fn config(self) -> RarConfig {
-        // (C, D, I): note RAR-XXL's MLP is 6144 wide, not 4C = 5632 (spec §3.3 table).
+        // (C, D, I): note RAR-XXL's MLP is 6144 wide, not 4C = 5632 (the official `modeling/rar.py`).
         let (c, d, i) = match self {
             RarPreset::B => (768, 24, 3072),
             RarPreset::L => (1024, 24, 4096),
@@ -153,7 +153,7 @@ impl RarConfig {
         self.hidden_size / self.num_heads.max(1)
     }
 
-    /// The token-id space (`V` codes, mask id, `K` classes, "none"; spec §3.2).
+    /// The token-id space (`V` codes, mask id, `K` classes, "none"; paper §3.2; `modeling/rar.py`).
     pub fn token_space(&self) -> TokenSpace {
         TokenSpace::new(self.codebook_size, self.num_classes)
     }
@@ -230,7 +230,7 @@ impl RarConfig {
         Ok(())
     }
 
-    /// Number of parameters, computed from the sizes alone (spec §3.3):
+    /// Number of parameters, computed from the sizes alone (the official `modeling/rar.py`):
     ///
     /// `D·(10C² + 2CI + 15C + I + 4d) + C·(1 + vocab + 2·(N+1024) + N+100) + 2C² + 2C + V·C + V`
     ///
@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn preset_parameter_counts_match_the_reference() {
-        // Values from the issue / spec §2.1 (computed by the reference on the meta device).
+        // Values computed by the reference on PyTorch's meta device (the official `README_RAR.md` sizes).
         let expected = [
             (RarPreset::B, 260_923_648usize),
             (RarPreset::L, 461_668_352),

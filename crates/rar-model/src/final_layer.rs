@@ -1,4 +1,4 @@
-//! The final adaLN layer before the head (spec §3.7, §0 item 3).
+//! The final adaLN layer before the head (the official `modeling/rar.py`).
 //!
 //! ```text
 //! (scale, shift) = split(Linear_2C(SiLU(c)), 2)     # scale FIRST — the opposite of DiT
@@ -24,7 +24,7 @@ pub struct FinalLayer {
 }
 
 impl FinalLayer {
-    /// A zero-initialised final layer (adaLN-zero, spec §3.4).
+    /// A zero-initialised final layer (adaLN-zero, the official `modeling/rar.py`).
     pub fn new(hidden_size: usize, eps: f64, device: &Device) -> Self {
         Self {
             ada_ln_modulation: init::linear_zeros(hidden_size, 2 * hidden_size, device),

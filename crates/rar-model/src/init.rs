@@ -1,4 +1,4 @@
-//! Parameter initialisers matching the reference (spec §3.4).
+//! Parameter initialisers matching the reference (the official `modeling/rar.py`).
 //!
 //! The reference draws every Linear and Embedding weight and the three positional tables from a
 //! normal distribution with standard deviation 0.02 truncated to the *absolute* interval

@@ -3,9 +3,8 @@
 //! The generator of *Randomized Autoregressive Visual Generation* (Yu et al., arXiv
 //! 2411.00776), written once against burn's run-time [`Device`](burn::tensor::Device) so the
 //! same code runs on CUDA, wgpu and the CPU backends, and able to load the released
-//! checkpoints (`rar_b.bin` … `rar_xxl.bin`) unchanged. The contract is the reference
-//! specification `shared/spec/RAR-REFERENCE.md` (§0, §3, §5.1, §12); section numbers below
-//! refer to it.
+//! checkpoints (`rar_b.bin` … `rar_xxl.bin`) unchanged. What it computes is the official
+//! `modeling/rar.py` (docs/REFERENCE.md describes it in full).
 //!
 //! ## The public API
 //!
@@ -48,7 +47,7 @@
 //! assert!(out.loss().into_scalar::<f32>().is_finite());
 //! ```
 //!
-//! ## Token space (§3.2)
+//! ## Token space (paper §3.2)
 //!
 //! One embedding table serves image codes *and* class conditions. With `V` codes and `K`
 //! classes (ImageNet: `V = 1024`, `K = 1000`, 2026 rows):
@@ -63,7 +62,7 @@
 //! ([`condition::drop_class_labels`], [`condition::guidance_condition_ids`],
 //! [`rar_core::TokenSpace`]). The head `lm_head` predicts only the `V` image codes.
 //!
-//! ## Sequence layout and the target-aware embedding (§0 items 1–2, §3.5)
+//! ## Sequence layout and the target-aware embedding (paper §3.2)
 //!
 //! The transformer sees two prefix slots before the `N` image tokens, which are fed in the
 //! sample's generation order `τ` (a random permutation in training with probability `r`,
@@ -86,7 +85,7 @@
 //! outputs give the logits, of which the first `N` are trained. For the raster order every
 //! slot `1 ≤ j ≤ N` simply adds `P[j] + T[j+1]`.
 //!
-//! ## Blocks (§3.6, §3.7)
+//! ## Blocks
 //!
 //! Pre-norm blocks with affine LayerNorms (eps 1e-6), attention with QK-LayerNorm over the
 //! head dimension, exact-GELU MLP, and per-position adaLN modulation (6 chunks in the order

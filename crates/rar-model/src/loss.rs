@@ -1,4 +1,4 @@
-//! The training loss and metric (spec §3.8; the reference's `ARLoss`).
+//! The training loss and metric (the official `modeling/modules/losses.py`; the reference's `ARLoss`).
 //!
 //! Cross-entropy between `logits[:, 0:N]` and the permuted labels, averaged over all `B·N`
 //! targets — no label smoothing, no ignore index, no per-token weights. The accuracy metric is

@@ -1,4 +1,4 @@
-//! The transformer MLP (timm `Mlp`, spec §3.6): `fc1` → exact GELU → dropout → `fc2` → dropout.
+//! The transformer MLP (timm `Mlp`, the official `modeling/rar.py`): `fc1` → exact GELU → dropout → `fc2` → dropout.
 
 use burn::config::Config;
 use burn::module::Module;

@@ -1,8 +1,8 @@
-//! The RAR generator: embeddings, positional tables, blocks, final layer and head (spec §3).
+//! The RAR generator: embeddings, positional tables, blocks, final layer and head (the official `modeling/rar.py`).
 //!
 //! See the crate documentation for the token space and the target-aware embedding; this
-//! module implements the training-mode forward (§3.5), the cache-free prefix forward, and the
-//! KV-cached decode ([`Rar::prefill`] / [`Rar::step`], §5.1).
+//! module implements the training-mode forward, the cache-free prefix forward, and the
+//! KV-cached decode ([`Rar::prefill`] / [`Rar::step`]).
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Initializer, Linear};
@@ -99,7 +99,7 @@ pub struct RarTrace {
 }
 
 impl RarConfig {
-    /// Builds a randomly initialised model exactly as the reference does (spec §3.4).
+    /// Builds a randomly initialised model exactly as the reference does (the official `modeling/rar.py`).
     ///
     /// # Panics
     ///
@@ -191,7 +191,7 @@ impl Rar {
         Ok(())
     }
 
-    /// The training-mode forward pass (spec §3.5) for explicit per-sample orders.
+    /// The training-mode forward pass (paper §3.2; `modeling/rar.py`) for explicit per-sample orders.
     ///
     /// Dropout and attention dropout are active when the model is on an autodiff device and
     /// not in validation mode (`model.valid()`), as everywhere in burn. Class-label dropout is

@@ -1,4 +1,4 @@
-//! Per-sample generation orders as device index tensors (spec §3.5, §4).
+//! Per-sample generation orders as device index tensors (paper §3.2; `modeling/rar.py`).
 //!
 //! [`rar_core::target`] decides, for each sequence slot, which row of `pos_embed`, of
 //! `target_aware_pos_embed` and of `timesteps_embeddings` the slot reads, and which raster

@@ -41,20 +41,7 @@ fn full_size_keys_map_onto_the_preset_module_trees() {
         let count = entry["num_parameters"].as_u64().unwrap() as usize;
         assert_eq!(config.num_params(), count, "{name}: parameter count");
 
-        let state: BTreeMap<String, Vec<usize>> = entry["state_dict"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| {
-                let shape = v["shape"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_u64().unwrap() as usize)
-                    .collect();
-                (k.clone(), shape)
-            })
-            .collect();
+        let state = rar_core::parity::state_dict_shapes(&entry["state_dict"]);
         let tensors_per_size = match preset {
             RarPreset::B | RarPreset::L => 441,
             RarPreset::XL => 585,
@@ -136,7 +123,7 @@ fn full_size_keys_map_onto_the_preset_module_trees() {
 
 #[test]
 fn preset_parameter_counts_are_exact() {
-    // Issue #3 / spec §2.1.
+    // Issue #3 / the official `README_RAR.md`.
     assert_eq!(RarPreset::B.config().num_params(), 260_923_648);
     assert_eq!(RarPreset::L.config().num_params(), 461_668_352);
     assert_eq!(RarPreset::XL.config().num_params(), 955_425_024);

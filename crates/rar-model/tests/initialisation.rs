@@ -1,4 +1,4 @@
-//! The reference initialisation (spec §3.4): truncated normal(0.02) weights and tables, zero
+//! The reference initialisation (the official `modeling/rar.py`): truncated normal(0.02) weights and tables, zero
 //! biases, LayerNorm 1/0, zero `cls_token`, adaLN-zero — and its consequence that every block
 //! starts as the identity.
 

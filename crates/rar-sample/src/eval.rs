@@ -1,4 +1,4 @@
-//! The 50 000-sample evaluation set for the ADM evaluator (spec §7.1).
+//! The 50 000-sample evaluation set for the ADM evaluator (the official `sample_imagenet_rar.py`).
 //!
 //! The reference samples the class list `0, 1, …, K−1` repeated `per_class` times (class-major
 //! cycles), so image `i` has class `i mod K` and every class appears exactly `per_class` times;

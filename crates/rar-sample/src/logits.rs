@@ -1,5 +1,5 @@
 //! Per-step logit processing of the sampler, entirely on the device: classifier-free guidance,
-//! temperature, optional top-k / top-p filtering, and the categorical draw (spec §5 step 4).
+//! temperature, optional top-k / top-p filtering, and the categorical draw (the official `generate()` in `modeling/rar.py`).
 //!
 //! The draw uses the Gumbel-max trick — `argmax(ℓ/τ + G)` with `G = −ln(−ln U)`,
 //! `U ~ U(0, 1)` — which samples exactly from `softmax(ℓ/τ)` without a softmax, a cumulative

@@ -1,5 +1,5 @@
 //! Streaming, resumable writer for the ADM evaluator's sample file: an `.npz` holding one
-//! uint8 array `arr_0` of shape `[N, H, W, 3]` (spec §7.1).
+//! uint8 array `arr_0` of shape `[N, H, W, 3]` (the official `sample_imagenet_rar.py`).
 //!
 //! The 50 000-image evaluation set is ~9.8 GB, so the file is written image by image and never
 //! held in memory. Layout (what `numpy.load` expects from `numpy.savez`):

@@ -1,4 +1,4 @@
-//! The batched, KV-cached, class-conditional sampler (spec §5).
+//! The batched, KV-cached, class-conditional sampler (the official `generate()` in `modeling/rar.py`).
 //!
 //! One call generates `N` tokens for a batch of classes:
 //!

@@ -1,4 +1,5 @@
-//! Tokenizer configuration (spec §9.1) and the state-dict layout it implies (§9.6, Appendix A).
+//! Tokenizer configuration (the official `modeling/modules/maskgit_vqgan.py`) and the
+//! state-dict layout it implies (that of the official weight file).
 //!
 //! The defaults are the official `maskgit-vqgan-imagenet-f16-256.bin` preset. Reduced-width
 //! models (the parity fixtures) use the same structure with other widths; their configuration
@@ -15,7 +16,7 @@ use crate::error::{Result, VqError};
 /// order of the reference (encoder, decoder, quantizer).
 pub type StateDictShapes = Vec<(String, Vec<usize>)>;
 
-/// Configuration of the MaskGIT-VQGAN tokenizer (spec §9.1). Defaults are the official preset.
+/// Configuration of the MaskGIT-VQGAN tokenizer (the official `modeling/modules/maskgit_vqgan.py`). Defaults are the official preset.
 #[derive(Config, Debug, PartialEq)]
 pub struct TokenizerConfig {
     /// Width of the first level (`hidden_channels`); every level's width is this times its
@@ -52,7 +53,7 @@ pub struct TokenizerConfig {
 }
 
 impl TokenizerConfig {
-    /// The official `maskgit-vqgan-imagenet-f16-256.bin` preset (spec §9.1).
+    /// The official `maskgit-vqgan-imagenet-f16-256.bin` preset (the official `modeling/modules/maskgit_vqgan.py`).
     pub fn official() -> Self {
         Self::new()
     }
@@ -128,8 +129,8 @@ impl TokenizerConfig {
         Ok(())
     }
 
-    /// Every tensor of the reference state dict with its shape, in file order (spec §9.6 and
-    /// Appendix A). Pure arithmetic: nothing is allocated on a device, so this is also how
+    /// Every tensor of the reference state dict with its shape, in the official file's order.
+    /// Pure arithmetic: nothing is allocated on a device, so this is also how
     /// the official preset's 168 keys are checked in tests.
     pub fn state_dict_shapes(&self) -> StateDictShapes {
         let mut out = StateDictShapes::new();
@@ -139,7 +140,7 @@ impl TokenizerConfig {
         let z = self.z_channels;
         let img = self.image_channels;
 
-        // Encoder (§9.3).
+        // Encoder.
         push("encoder.conv_in.weight".into(), vec![b, img, 3, 3]);
         let mut c_in = b;
         for level in 0..levels {
@@ -162,7 +163,7 @@ impl TokenizerConfig {
         push("encoder.conv_out.weight".into(), vec![z, c_in, 1, 1]);
         push("encoder.conv_out.bias".into(), vec![z]);
 
-        // Decoder (§9.5): stored by level index, level i's input is level i+1's output.
+        // Decoder: stored by level index, level i's input is level i+1's output.
         let top = self.level_channels(levels - 1);
         push("decoder.conv_in.weight".into(), vec![top, z, 3, 3]);
         push("decoder.conv_in.bias".into(), vec![top]);
@@ -202,7 +203,7 @@ impl TokenizerConfig {
         push("decoder.conv_out.weight".into(), vec![img, c0, 3, 3]);
         push("decoder.conv_out.bias".into(), vec![img]);
 
-        // Quantizer (§9.4).
+        // Quantizer.
         push(
             "quantize.embedding.weight".into(),
             vec![self.codebook_size, z],
@@ -276,8 +277,8 @@ impl TokenizerConfig {
     }
 }
 
-/// Shapes of one residual block `Res(c_in → c_out)` (spec §9.2). The 1×1 `nin_shortcut` is
-/// `[c_out, c_out]`: it acts on the block's own output (§0 item 8).
+/// Shapes of one residual block `Res(c_in → c_out)` (the official `modeling/modules/maskgit_vqgan.py`). The 1×1 `nin_shortcut` is
+/// `[c_out, c_out]`: it acts on the block's own output.
 fn res_block_shapes(
     push: &mut impl FnMut(String, Vec<usize>),
     prefix: &str,
@@ -304,7 +305,7 @@ mod tests {
 
     #[test]
     fn official_counts_match_spec_totals() {
-        // Spec §9.6: 168 tensors, 54,515,587 parameters.
+        // The official file: 168 tensors, 54,515,587 parameters.
         let shapes = TokenizerConfig::official().state_dict_shapes();
         assert_eq!(shapes.len(), 168);
         let params: usize = shapes

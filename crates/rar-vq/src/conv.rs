@@ -1,4 +1,4 @@
-//! TensorFlow-"same" padded 2-D convolutions (the reference's `Conv2dSame`, spec §9.1).
+//! TensorFlow-"same" padded 2-D convolutions (the reference's `Conv2dSame`, the official `modeling/modules/maskgit_vqgan.py`).
 //!
 //! The reference pads like TF `SAME`: for stride 1 the total padding is `k − 1`, split with
 //! the smaller half before (top/left) and the larger half after (bottom/right). For the odd
@@ -18,7 +18,7 @@ pub fn same_padding(kernel: usize) -> PaddingConfig2d {
 }
 
 /// A stride-1 "same" convolution `c_in → c_out` with a square `kernel`, with or without a
-/// bias (spec §9: residual-block convs and the encoder's `conv_in` have none).
+/// bias (the official `modeling/modules/maskgit_vqgan.py`: residual-block convs and the encoder's `conv_in` have none).
 pub fn same_conv(c_in: usize, c_out: usize, kernel: usize, bias: bool, device: &Device) -> Conv2d {
     Conv2dConfig::new([c_in, c_out], [kernel, kernel])
         .with_padding(same_padding(kernel))

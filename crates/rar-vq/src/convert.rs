@@ -1,5 +1,5 @@
-//! Conversions between 8-bit RGB images and `[B, 3, H, W]` float tensors (spec §0 item 9,
-//! §5.2, §8.1 step 4).
+//! Conversions between 8-bit RGB images and `[B, 3, H, W]` float tensors, as the official
+//! `scripts/pretokenization.py` (`ToTensor()`) and `sample_imagenet_rar.py` (the uint8 cast) do.
 
 use burn::prelude::*;
 use image::RgbImage;
@@ -43,7 +43,7 @@ pub(crate) fn push_chw(img: &RgbImage, data: &mut Vec<f32>) {
 }
 
 /// Converts `[B, 3, H, W]` images to 8-bit: clamp to `[0, 1]`, multiply by 255 and truncate
-/// (`floor`, the reference's uint8 cast — not rounding, spec §0 item 9). Returns the
+/// (`floor`, the reference's uint8 cast — not rounding, the official `sample_imagenet_rar.py`'s uint8 cast). Returns the
 /// `[B, H, W, 3]` (HWC, RGB) bytes and their shape.
 pub fn tensor_to_u8_hwc(images: Tensor<4>) -> Result<(Vec<u8>, [usize; 4])> {
     let [b, c, h, w] = images.dims();

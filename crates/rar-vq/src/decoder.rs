@@ -1,4 +1,4 @@
-//! The tokenizer's decoder (spec §9.5): quantised latent `[B, z_channels, h, w]` →
+//! The tokenizer's decoder (the official `modeling/modules/maskgit_vqgan.py`): quantised latent `[B, z_channels, h, w]` →
 //! image `[B, 3, h·f, w·f]` (not yet clamped).
 
 use burn::nn::conv::Conv2d;
@@ -24,7 +24,7 @@ pub struct UpLevel {
 /// → GN → SiLU → `conv_out` (3×3, bias).
 ///
 /// The `up` list is stored by level index (`up.{i}` is level `i`, matching the checkpoint)
-/// but executed in reverse, `up.{L−1}` first (§0, §11).
+/// but executed in reverse, `up.{L−1}` first.
 #[derive(Module, Debug)]
 pub struct Decoder {
     /// 3×3 conv `z_channels → top width`, with bias.

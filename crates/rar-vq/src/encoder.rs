@@ -1,4 +1,4 @@
-//! The tokenizer's encoder (spec §9.3): image `[B, 3, H, W]` in `[0, 1]` → latent
+//! The tokenizer's encoder (the official `modeling/modules/maskgit_vqgan.py`): image `[B, 3, H, W]` in `[0, 1]` → latent
 //! `z` `[B, z_channels, H/f, W/f]`.
 
 use burn::nn::conv::Conv2d;
@@ -22,7 +22,7 @@ pub struct DownLevel {
 }
 
 /// Encoder: `conv_in` (3×3, no bias) → levels → middle blocks → GN → SiLU → `conv_out`
-/// (1×1, with bias). No attention layers (the port removed them, spec §9).
+/// (1×1, with bias). No attention layers (the port removed them, the official `modeling/modules/maskgit_vqgan.py`).
 #[derive(Module, Debug)]
 pub struct Encoder {
     /// 3×3 conv `image_channels → base_channels`, no bias.

@@ -1,4 +1,4 @@
-//! Nearest-code vector quantiser (spec §9.4).
+//! Nearest-code vector quantiser (the official `modeling/modules/maskgit_vqgan.py`).
 
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::prelude::*;

@@ -1,4 +1,4 @@
-//! The MaskGIT-VQGAN residual block `Res(c_in → c_out)` (spec §9.2, §0 item 8).
+//! The MaskGIT-VQGAN residual block `Res(c_in → c_out)` (the official `modeling/modules/maskgit_vqgan.py`).
 
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, GroupNormConfig};
@@ -12,7 +12,7 @@ use crate::conv::same_conv;
 /// When the width changes, the reference's 1×1 `nin_shortcut` is applied to the block's *own
 /// output* `h` (the block returns `h + W·h`) and the input has no skip path at all. This
 /// mirrors the original JAX MaskGIT tokenizer and must be kept for the weights to work
-/// (§0 item 8). Field names match the PyTorch keys (`norm1`, `conv1`, …).
+/// Field names match the PyTorch keys (`norm1`, `conv1`, …).
 #[derive(Module, Debug)]
 pub struct ResBlock {
     /// GroupNorm over the `c_in` input channels.

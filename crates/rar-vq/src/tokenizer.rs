@@ -1,4 +1,4 @@
-//! The complete tokenizer: encoder + quantiser + decoder (spec §9, usage §9.7).
+//! The complete tokenizer: encoder + quantiser + decoder (the official `modeling/modules/maskgit_vqgan.py`).
 
 use burn::prelude::*;
 
@@ -14,7 +14,7 @@ use crate::quantizer::VectorQuantizer;
 /// `quantize.embedding.weight`), so the official checkpoint loads without key remapping
 /// (burn's PyTorch adapter only renames GroupNorm `weight/bias` to `gamma/beta`).
 ///
-/// Conventions (§9.7, §0 item 9): input RGB in `[0, 1]`, no mean/std normalisation; ids
+/// Conventions (as the official `demo_util.py` uses it): input RGB in `[0, 1]`, no mean/std normalisation; ids
 /// row-major over the token grid; decoded images clamped to `[0, 1]`.
 #[derive(Module, Debug)]
 pub struct Tokenizer {
@@ -146,7 +146,7 @@ impl Tokenizer {
         Ok(self.decoder.forward(z_q))
     }
 
-    /// Images `[B, 3, side·f, side·f]` in `[0, 1]` for ids `[B, N]` (spec §5.2 step 1).
+    /// Images `[B, 3, side·f, side·f]` in `[0, 1]` for ids `[B, N]` (the official `sample_imagenet_rar.py`).
     pub fn decode(&self, ids: Tensor<2, Int>) -> Result<Tensor<4>> {
         Ok(self.decode_raw(ids)?.clamp(0.0, 1.0))
     }

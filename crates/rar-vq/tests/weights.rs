@@ -54,20 +54,8 @@ fn official_preset_has_exactly_the_reference_keys_without_allocating() {
     let path = parity.join("full-size-keys.json");
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let reference: BTreeMap<String, Vec<usize>> = json["models"]["MaskGIT-VQGAN"]["state_dict"]
-        .as_object()
-        .expect("MaskGIT-VQGAN state_dict")
-        .iter()
-        .map(|(k, v)| {
-            let shape = v["shape"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_u64().unwrap() as usize)
-                .collect();
-            (k.clone(), shape)
-        })
-        .collect();
+    let reference =
+        rar_core::parity::state_dict_shapes(&json["models"]["MaskGIT-VQGAN"]["state_dict"]);
     assert_eq!(reference.len(), 168);
 
     let config = TokenizerConfig::official();

@@ -54,13 +54,7 @@ impl Rar {
         config: &RarConfig,
         device: &Device,
     ) -> Result<Rar> {
-        Ok(Self::load(
-            path.as_ref(),
-            &[WeightFormat::Pytorch],
-            Some(config),
-            device,
-        )?
-        .model)
+        Self::load_as(path.as_ref(), WeightFormat::Pytorch, config, device)
     }
 
     /// Loads a SafeTensors file with the reference key names for `config`.
@@ -69,13 +63,7 @@ impl Rar {
         config: &RarConfig,
         device: &Device,
     ) -> Result<Rar> {
-        Ok(Self::load(
-            path.as_ref(),
-            &[WeightFormat::Safetensors],
-            Some(config),
-            device,
-        )?
-        .model)
+        Self::load_as(path.as_ref(), WeightFormat::Safetensors, config, device)
     }
 
     /// Loads a burnpack file written by [`Rar::save_burnpack`] for `config`.
@@ -84,13 +72,17 @@ impl Rar {
         config: &RarConfig,
         device: &Device,
     ) -> Result<Rar> {
-        Ok(Self::load(
-            path.as_ref(),
-            &[WeightFormat::Burnpack],
-            Some(config),
-            device,
-        )?
-        .model)
+        Self::load_as(path.as_ref(), WeightFormat::Burnpack, config, device)
+    }
+
+    /// [`Self::load`] accepting only `format`.
+    fn load_as(
+        path: &Path,
+        format: WeightFormat,
+        config: &RarConfig,
+        device: &Device,
+    ) -> Result<Rar> {
+        Ok(Self::load(path, &[format], Some(config), device)?.model)
     }
 
     fn load(
