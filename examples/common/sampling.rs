@@ -5,8 +5,9 @@ use rar::core::{GuidanceSchedule, ScanOrder};
 use rar::model::RarPreset;
 use rar::sample::SamplingConfig;
 
-/// How the toy examples sample: constant guidance, temperature and optional filtering, raster
-/// order with the KV cache (`--guidance`, `--temperature`, `--top-k`, `--top-p`).
+// (a plain comment: clap would show a doc comment as the program's description)
+// How the toy examples sample: constant guidance, temperature and optional filtering, raster
+// order with the KV cache (`--guidance`, `--temperature`, `--top-k`, `--top-p`).
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct ToySampling {
     /// Classifier-free guidance scale (constant; 0 = off).
@@ -42,8 +43,9 @@ impl ToySampling {
     }
 }
 
-/// How the ImageNet examples sample: the preset's recommended settings
-/// ([`SamplingConfig::preset`]), each overridable.
+// (a plain comment: clap would show a doc comment as the program's description)
+// How the ImageNet examples sample: the preset's recommended settings
+// ([`SamplingConfig::preset`]), each overridable.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub struct PresetSampling {
     /// Guidance scale G (0 = off) [default: the preset's].

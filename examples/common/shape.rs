@@ -4,11 +4,12 @@ use rar::core::rng::Xoshiro256PlusPlus;
 use rar::data::RecordBatch;
 use rar::model::RarConfig;
 
-/// The size of a randomly initialised RAR model to benchmark (`--hidden`, `--depth`, …).
-///
-/// The defaults are the benchmark shape: C 256, D 4, H 8, I 1024, N 256, V 1024 and
-/// 1000 classes. The cost of a step does not depend on the weights' values, so random weights
-/// measure the same work as a trained model of this size.
+// (a plain comment: clap would show a doc comment as the program's description)
+// The size of a randomly initialised RAR model to benchmark (`--hidden`, `--depth`, …).
+//
+// The defaults are the benchmark shape: C 256, D 4, H 8, I 1024, N 256, V 1024 and
+// 1000 classes. The cost of a step does not depend on the weights' values, so random weights
+// measure the same work as a trained model of this size.
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct ModelShape {
     /// Hidden width C.
