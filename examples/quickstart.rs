@@ -20,6 +20,7 @@ use rar::train::{
     ConsoleProgress, OptimizerConfig, Trainer, TrainingConfig, sample_validity, toy_training_data,
     toy_validation_data, validation_loss,
 };
+use rar::weights::WeightFormat;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -83,8 +84,13 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     let devices = rar::device::parse_devices(&args.device)?;
+    // Every setting and output is checked before minutes of training.
     let sampling = args.sampling.options()?;
     sampling.validate()?;
+    common::check_output(&args.out, None)?;
+    args.save_model
+        .iter()
+        .try_for_each(|p| common::check_output(p, Some(WeightFormat::Burnpack)))?;
     let config = TrainingConfig::new(
         common::toy_model(args.hidden, args.depth, args.heads),
         OptimizerConfig::new(),
@@ -99,13 +105,8 @@ fn main() -> Result<()> {
     .with_precision(args.precision)
     .with_val_size(250)
     .with_log_every(args.log_every);
-    let size = config.model.num_params();
-    println!(
-        "training RAR ({size} parameters) on the toy dataset, device {}",
-        args.device
-    );
+    println!("training RAR ({} parameters)", config.model.num_params());
     let start = Instant::now();
-    let validation = toy_validation_data(&config);
     let model = if let Some(path) = &args.load_model {
         Rar::from_burnpack(path, &config.model, &devices[0])?
     } else {
@@ -114,6 +115,7 @@ fn main() -> Result<()> {
         println!("trained in {:.1} s", start.elapsed().as_secs_f64());
         trainer.model().valid()
     };
+    let validation = toy_validation_data(&config);
     let (val_loss, val_acc) = validation_loss(&model, &validation, args.batch_size)?;
     println!("validation loss {val_loss:.4} (token accuracy {val_acc:.3}, raster order)");
     if let Some(path) = &args.save_model {

@@ -19,7 +19,7 @@ mod common;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use rar::model::{Rar, RarConfig, RarPreset};
+use rar::model::RarPreset;
 use rar::sample::{EvalSet, Sampler, write_eval_npz, write_png_grid};
 use rar::vq::Tokenizer;
 use std::path::PathBuf;
@@ -27,18 +27,12 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(about = "Sample images from a RAR checkpoint")]
 struct Args {
-    /// Generator checkpoint (.bin from the official release, .safetensors or .bpk).
-    #[arg(long)]
-    checkpoint: PathBuf,
+    /// The generator.
+    #[command(flatten)]
+    generator: common::generator::GeneratorFlags,
     /// MaskGIT-VQGAN tokenizer weights (.bin or .safetensors).
     #[arg(long)]
     tokenizer: PathBuf,
-    /// Model preset (rar-b, rar-l, rar-xl, rar-xxl) [default: inferred from the checkpoint].
-    #[arg(long)]
-    preset: Option<String>,
-    /// A reference-format config.json instead of a preset (e.g. for small custom models).
-    #[arg(long, conflicts_with = "preset")]
-    config: Option<PathBuf>,
     /// Comma-separated class ids for the grid / single PNGs.
     #[arg(
         long,
@@ -59,8 +53,8 @@ struct Args {
     #[arg(long)]
     png_dir: Option<PathBuf>,
     /// Grid columns [default: up to 8 per row].
-    #[arg(long)]
-    cols: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    cols: Option<u32>,
     /// Write the evaluation set (per-class × all classes) as an ADM `.npz` here (resumable).
     #[arg(long)]
     npz: Option<PathBuf>,
@@ -80,26 +74,21 @@ fn main() -> Result<()> {
     if args.grid.is_none() && args.png_dir.is_none() && args.npz.is_none() {
         bail!("nothing to do: give --grid, --png-dir and/or --npz");
     }
+    // Outputs and the evaluation set are checked before any weight is loaded.
+    for out in args.grid.iter().chain(&args.npz) {
+        common::check_output(out, None)?;
+    }
+    args.png_dir
+        .iter()
+        .try_for_each(|d| rar::data::check_writable_dir(d))?;
     let device = rar::device::parse_device(&args.device)?;
-    let config = match (&args.preset, &args.config) {
-        (Some(name), _) => Some(
-            RarPreset::from_name(name)
-                .with_context(|| {
-                    format!("unknown preset '{name}' (rar-b, rar-l, rar-xl, rar-xxl)")
-                })?
-                .config(),
-        ),
-        (_, Some(path)) => Some(RarConfig::from_reference_json(path)?),
-        _ => None,
-    };
-    let loaded = Rar::from_checkpoint(&args.checkpoint, config.as_ref(), &device)
-        .with_context(|| format!("loading {}", args.checkpoint.display()))?;
+    let loaded = args.generator.load(&device)?;
     let preset = loaded.preset.unwrap_or(RarPreset::B);
     let options = args.sampling.config(preset)?;
     options.validate()?;
     println!(
         "generator: {} ({}, {:.1} M parameters); {options:?}",
-        args.checkpoint.display(),
+        args.generator.checkpoint.display(),
         loaded.preset.map_or("custom config", |p| p.name()),
         loaded.config.num_params() as f64 / 1e6
     );
@@ -111,7 +100,7 @@ fn main() -> Result<()> {
         let tokens = sampler.sample(&args.classes, &options, Some(args.seed))?;
         let images = tokenizer.decode_to_images(tokens)?;
         if let Some(grid) = &args.grid {
-            let cols = args.cols.unwrap_or(images.len().min(8)).max(1);
+            let cols = args.cols.map_or(images.len().min(8), |c| c as usize);
             write_png_grid(&images, images.len().div_ceil(cols), cols, grid)?;
             println!("wrote {}", grid.display());
         }
@@ -132,13 +121,25 @@ fn main() -> Result<()> {
             batch_size: args.batch_size,
             seed: args.seed,
         };
+        set.validate()?;
         let bar = ProgressBar::new(set.len() as u64);
         bar.set_style(ProgressStyle::with_template(
             "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
         )?);
-        let path = write_eval_npz(&mut sampler, &tokenizer, &options, &set, npz, |done, _| {
-            bar.set_position(done as u64)
-        })?;
+        let origin = format!(
+            "{} + {}",
+            args.generator.checkpoint.display(),
+            args.tokenizer.display()
+        );
+        let path = write_eval_npz(
+            &mut sampler,
+            &tokenizer,
+            &options,
+            &set,
+            npz,
+            &origin,
+            |d, _| bar.set_position(d as u64),
+        )?;
         bar.finish();
         println!("wrote {} ({} images)", path.display(), set.len());
     }

@@ -64,9 +64,10 @@ struct Args {
     /// Write a checkpoint every this many optimizer steps (the last step always gets one).
     #[arg(long, default_value_t = 50_000)]
     checkpoint_every: u64,
-    /// Continue from the newest checkpoint in --checkpoint-dir (its settings apply).
-    #[arg(long)]
-    resume: bool,
+    /// Continue from the newest checkpoint in --checkpoint-dir, or from the checkpoint folder
+    /// given (its settings apply).
+    #[arg(long, num_args = 0..=1)]
+    resume: Option<Option<PathBuf>>,
     /// MaskGIT-VQGAN tokenizer weights: previews every 5 000 steps (none without it).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -112,25 +113,27 @@ fn main() -> Result<()> {
         None => recipe(&args)?,
     };
     if let Some(path) = &args.write_config {
-        config
-            .save(path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        println!("wrote {}", path.display());
-        return Ok(());
+        return Ok(config.save(path)?);
     }
     let devices = rar::device::parse_devices(&args.devices)?;
     let set = ShardSet::open(&args.shards).context("opening the shards")?;
     if args.verify {
         set.verify_checksums().context("verifying the shards")?;
     }
-    let records = (rar::data::Dataset::len(&set), set.num_shards());
+    let (records, shards) = (rar::data::Dataset::len(&set), set.num_shards());
+    for (path, why) in rar::train::scan_checkpoints(&args.checkpoint_dir)?.ignored {
+        eprintln!("ignoring {}: {why}", path.display());
+    }
     let open = |c: &TrainingConfig| -> rar::train::Result<Arc<dyn SampleSource>> {
         let stream = StreamConfig::new(c.seed)
             .with_window_units(args.window_shards)
             .with_chunks_per_unit(args.chunks_per_shard);
         Ok(Arc::new(SampleStream::new(set, stream)?))
     };
-    let (mut trainer, resumed) = Trainer::open_or_resume(config, args.resume, open, devices)?;
+    let (mut trainer, resumed) = match &args.resume {
+        Some(Some(folder)) => (Trainer::resume_from(folder, open, devices)?, true),
+        _ => Trainer::open_or_resume(config, args.resume.is_some(), open, devices)?,
+    };
     if let Some(path) = &args.tokenizer {
         let (tokenizer, _) = Tokenizer::from_file(path, &trainer.devices()[0])?;
         let preview = TokenizerPreview::for_data(tokenizer, trainer.data().as_ref())?;
@@ -138,10 +141,7 @@ fn main() -> Result<()> {
     }
     let (step, steps) = (trainer.step(), trainer.config().steps);
     let how = if resumed { "resumed" } else { "new run" };
-    println!(
-        "{how} at step {step} of {steps}; {} records in {} shards",
-        records.0, records.1
-    );
+    println!("{how} at step {step} of {steps}; {records} records in {shards} shards");
     let mut progress = ConsoleProgress::new(step, steps);
     trainer.run(&mut progress)?;
     let path = trainer.save_checkpoint(&args.checkpoint_dir)?;

@@ -3,11 +3,15 @@
 #![allow(dead_code)]
 
 pub mod draw;
+pub mod generator;
 pub mod sampling;
 pub mod shape;
 
 use rar::data::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS};
+use std::path::Path;
+
 use rar::model::RarConfig;
+use rar::weights::WeightFormat;
 
 /// A RAR of the given size for the embedded toy dataset (MLP 4× wide, no dropout, class-label
 /// dropout 0.1).
@@ -50,4 +54,19 @@ pub fn best_median_mean(times: &mut [f64]) -> (f64, f64, f64) {
     times.sort_by(f64::total_cmp);
     let mean = times.iter().sum::<f64>() / times.len() as f64;
     (times[0], times[times.len() / 2], mean)
+}
+
+/// Checks before any work that `path` can be written, and that its extension names `format`
+/// when one is required.
+pub fn check_output(path: &Path, format: Option<WeightFormat>) -> anyhow::Result<()> {
+    rar::data::check_writable_file(path)?;
+    if let Some(format) = format {
+        anyhow::ensure!(
+            WeightFormat::from_path(path) == Some(format),
+            "{} must end in {}",
+            path.display(),
+            format.extensions()
+        );
+    }
+    Ok(())
 }

@@ -33,6 +33,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     written
 }
 
+/// Checks, before any work, that files can be written into `dir`: creates it if missing and
+/// writes and removes a probe file. Errors name the directory.
+pub fn check_writable_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(DataError::input(
+            "output directory",
+            format!("{} exists and is not a directory", dir.display()),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let probe = dir.join(format!(".rar-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| DataError::io(dir, e))?;
+    std::fs::remove_file(&probe).map_err(|e| DataError::io(&probe, e))
+}
+
+/// Checks, before any work, that `path` can be written as a file: it is not a directory and
+/// its directory is writable (created if missing).
+pub fn check_writable_file(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(DataError::input(
+            "output file",
+            format!("{} is a directory", path.display()),
+        ));
+    }
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => check_writable_dir(dir),
+        _ => check_writable_dir(Path::new(".")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +80,12 @@ mod tests {
         std::fs::create_dir(&sub).unwrap();
         assert!(write_atomic(&sub, b"x").is_err());
         assert!(sub.is_dir() && !temporary_path(&sub).exists());
+        // Writability checks.
+        check_writable_file(&dir.path().join("new/deeper/out.png")).unwrap();
+        assert!(check_writable_file(&sub).is_err());
+        assert!(
+            check_writable_dir(&path).is_err(),
+            "a file is not a directory"
+        );
     }
 }

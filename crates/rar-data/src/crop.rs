@@ -23,6 +23,10 @@ use image::RgbImage;
 use crate::error::{DataError, Result};
 use crate::resize::{ResampleFilter, pil_resize};
 
+/// The most pixels the ADM crop resizes an image to before cropping (64 Mpx, 192 MB of RGB;
+/// ImageNet's most elongated images need a few hundred thousand).
+pub const MAX_RESIZED_PIXELS: f64 = 64.0 * 1024.0 * 1024.0;
+
 /// Decodes an image from memory (format guessed from the bytes) to 8-bit RGB.
 /// `path` only names the source in errors.
 pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage> {
@@ -66,8 +70,22 @@ pub fn adm_center_crop(img: &RgbImage, size: u32) -> Result<RgbImage> {
         img = pil_resize(&img, w, h, ResampleFilter::Box);
     }
     let scale = f64::from(size) / f64::from(img.width().min(img.height()));
-    let new_w = (f64::from(img.width()) * scale).round_ties_even() as u32;
-    let new_h = (f64::from(img.height()) * scale).round_ties_even() as u32;
+    let new_w = (f64::from(img.width()) * scale).round_ties_even();
+    let new_h = (f64::from(img.height()) * scale).round_ties_even();
+    // An extremely elongated image (a 60000×1 strip) would be upscaled to billions of pixels
+    // before the crop: refuse it instead of allocating them.
+    if new_w * new_h > MAX_RESIZED_PIXELS {
+        return Err(DataError::input(
+            "image",
+            format!(
+                "a {}×{} image would be resized to {new_w}×{new_h} before the {size}×{size} crop \
+                 (more than {MAX_RESIZED_PIXELS} pixels)",
+                img.width(),
+                img.height()
+            ),
+        ));
+    }
+    let (new_w, new_h) = (new_w as u32, new_h as u32);
     if (new_w, new_h) != img.dimensions() {
         img = pil_resize(&img, new_w.max(1), new_h.max(1), ResampleFilter::Bicubic);
     }
@@ -176,6 +194,13 @@ impl CropMode {
 mod tests {
     use super::*;
     use crate::resize::tests::ramp;
+
+    #[test]
+    fn extremely_elongated_images_are_refused_before_resizing() {
+        let strip = RgbImage::new(60_000, 1);
+        let err = adm_center_crop(&strip, 281).unwrap_err().to_string();
+        assert!(err.contains("60000×1") && err.contains("pixels"), "{err}");
+    }
 
     #[test]
     fn constant_images_stay_constant() {

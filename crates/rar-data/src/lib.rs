@@ -60,7 +60,7 @@ pub mod imaging {
     pub use crate::resize::{ResampleFilter, pil_resize};
 }
 
-pub use atomic::{temporary_path, write_atomic};
+pub use atomic::{check_writable_dir, check_writable_file, temporary_path, write_atomic};
 /// burn-dataset's random-access trait, which every dataset of this crate implements.
 pub use burn_dataset::Dataset;
 pub use crop::CropMode;

@@ -20,7 +20,7 @@ use crate::atomic::write_atomic;
 use crate::crop::{CropMode, decode_rgb};
 use crate::error::{DataError, Result};
 use crate::image_folder::ImageFolder;
-use crate::shard::format::{Shard, ShardHeader};
+use crate::shard::format::Shard;
 use crate::shard::index::{
     INDEX_FILE, INDEX_VERSION, SKIPPED_FILE, ShardEntry, ShardIndex, SkippedImage, shard_file_name,
 };
@@ -116,6 +116,20 @@ pub fn pretokenize(
     let mut folder = ImageFolder::scan(&config.input_dir)?;
     if let Some(limit) = config.limit {
         folder.images.truncate(limit);
+    }
+    if folder.images.is_empty() {
+        return Err(DataError::input(
+            "input",
+            format!(
+                "no image to tokenize in {} ({} class folders{})",
+                config.input_dir.display(),
+                folder.classes.len(),
+                match config.limit {
+                    Some(0) => ", --limit 0",
+                    _ => ", all without image files",
+                }
+            ),
+        ));
     }
     let out = &config.output_dir;
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
@@ -231,8 +245,8 @@ fn fresh_index(
 }
 
 /// The run's index — the one in `out` if it describes the same run (else an error listing
-/// what differs), `fresh` otherwise — and its shards that are still intact on disk, by shard
-/// number.
+/// what differs), `fresh` otherwise — and its shards that are still intact on disk (read and
+/// checked in full), by shard number.
 fn open_index(out: &Path, fresh: &ShardIndex) -> Result<(ShardIndex, BTreeMap<usize, ShardEntry>)> {
     let index_path = out.join(INDEX_FILE);
     let mut index = if index_path.exists() {
@@ -251,11 +265,13 @@ fn open_index(out: &Path, fresh: &ShardIndex) -> Result<(ShardIndex, BTreeMap<us
     } else {
         fresh.clone()
     };
+    // A shard is kept only when its whole content checks out (header, length, checksum,
+    // token range), so a damaged one is redone rather than trusted.
     let mut done = BTreeMap::new();
     for entry in std::mem::take(&mut index.shards) {
         let k = entry.first_image / fresh.images_per_shard;
-        let intact = ShardHeader::read(out.join(&entry.file))
-            .map(|h| h.count == entry.num_records)
+        let intact = Shard::read(out.join(&entry.file))
+            .map(|s| s.header.count == entry.num_records)
             .unwrap_or(false);
         if intact {
             done.insert(k, entry);

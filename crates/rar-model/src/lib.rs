@@ -16,7 +16,7 @@
 //! * [`KvCache`], [`DecodePlan`], [`DecodeOrder`], [`Rar::prefill`], [`Rar::step`] — KV-cached
 //!   incremental decoding in any order, plus the cache-free [`Rar::forward_prefix`];
 //! * checkpoints — [`Rar::from_checkpoint`] (`.bin` / `.safetensors` / `.bpk`, the preset
-//!   inferred), [`LoadedCheckpoint`], [`Rar::save_burnpack`], [`Rar::save_safetensors`];
+//!   inferred; [`Rar::load_checkpoint`] with a [`LoadConfig`]), [`LoadedCheckpoint`], [`Rar::save_burnpack`], [`Rar::save_safetensors`];
 //!   the reference layout [`expected_state_dict`], [`infer_config`], [`checkpoint_shapes`],
 //!   [`checkpoint_naming`], [`reference_keys`];
 //! * [`ComputePrecision`], [`with_compute_precision`] — bf16 products over fp32 weights;
@@ -120,7 +120,7 @@ pub use block::RarBlock;
 pub use cache::{DecodeOrder, DecodePlan, KvCache};
 pub use checkpoint::infer::infer_config;
 pub use checkpoint::keys::{checkpoint_naming, expected_state_dict, reference_keys};
-pub use checkpoint::load::{LoadedCheckpoint, checkpoint_shapes};
+pub use checkpoint::load::{LoadConfig, LoadedCheckpoint, checkpoint_shapes};
 pub use config::{RarConfig, RarPreset};
 pub use error::{RarModelError, Result};
 pub use model::{Rar, RarInput, RarOutput, RarTrace};

@@ -299,3 +299,67 @@ fn unknown_format_and_uninferable_config() {
     assert!(err.to_string().contains("cls_token"), "{err}");
     assert!(matches!(err, RarModelError::InferConfig { .. }));
 }
+
+#[test]
+fn non_finite_weights_are_refused_unless_allowed() {
+    let Some(s) = setup() else { return };
+    for (what, bits) in [("NaN", f32::NAN), ("infinity", f32::NEG_INFINITY)] {
+        let mut entries = s.entries.clone();
+        let (dtype, shape, mut data) = entries.get("blocks.0.mlp.fc1.weight").unwrap().clone();
+        assert_eq!(dtype, Dtype::F32);
+        data[40..44].copy_from_slice(&bits.to_le_bytes());
+        entries.insert("blocks.0.mlp.fc1.weight".into(), (dtype, shape, data));
+        let path = s.tmp.join(format!("{what}.safetensors"));
+        write_entries(&entries, &path);
+        let err = load(&s, &path);
+        match &err {
+            RarModelError::Weights(WeightError::NonFinite { key, path: p }) => {
+                assert_eq!(key, "blocks.0.mlp.fc1.weight", "{what}");
+                assert_eq!(p, &path);
+            }
+            other => panic!("{what}: wrong error: {other}"),
+        }
+        let allow = rar_model::LoadConfig {
+            allow_non_finite: true,
+        };
+        Rar::load_checkpoint(&path, Some(&s.config), &s.device, allow)
+            .unwrap_or_else(|e| panic!("{what} allowed: {e}"));
+    }
+}
+
+#[test]
+fn errors_blame_the_key_that_is_wrong_when_the_config_is_inferred() {
+    let Some(s) = setup() else { return };
+    let infer = |entries: &Entries, name: &str| {
+        let path = s.tmp.join(name);
+        write_entries(entries, &path);
+        Rar::from_checkpoint(&path, None, &s.device).expect_err("must fail")
+    };
+    // A missing tensor of the second block is that tensor missing, not the rest of the
+    // block unexpected.
+    let mut entries = s.entries.clone();
+    entries.remove("blocks.1.norm1.weight").unwrap();
+    match infer(&entries, "no-norm1.safetensors") {
+        RarModelError::Weights(WeightError::Missing { key, .. }) => {
+            assert_eq!(key, "blocks.1.norm1.weight")
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    // A mis-shaped head weight is blamed on itself, not on the head bias.
+    let mut entries = s.entries.clone();
+    let (dtype, shape, data) = entries.get("lm_head.weight").unwrap().clone();
+    let cut = (shape[0] - 1) * shape[1] * 4;
+    entries.insert(
+        "lm_head.weight".into(),
+        (dtype, vec![shape[0] - 1, shape[1]], data[..cut].to_vec()),
+    );
+    match infer(&entries, "head.safetensors") {
+        RarModelError::Weights(WeightError::Shape { key, .. }) => assert_eq!(key, "lm_head.weight"),
+        other => panic!("wrong error: {other}"),
+    }
+    // A directory is a directory, not "no such file".
+    let dir = s.tmp.join("weights.bin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = load(&s, &dir).to_string();
+    assert!(err.contains("is a directory"), "{err}");
+}

@@ -44,9 +44,10 @@ impl EvalSet {
         seed: 42,
     };
 
-    /// Total number of images.
+    /// Total number of images (saturating; [`Self::validate`] refuses a set whose count
+    /// overflows).
     pub fn len(&self) -> usize {
-        self.per_class * self.num_classes
+        self.per_class.saturating_mul(self.num_classes)
     }
 
     /// Whether the set is empty.
@@ -75,27 +76,69 @@ impl EvalSet {
         self.seed.wrapping_add(b as u64)
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the set: every count positive, and `per_class × num_classes` representable.
+    pub fn validate(&self) -> Result<()> {
         if self.per_class == 0 || self.num_classes == 0 || self.batch_size == 0 {
             return Err(SampleError::InvalidRequest(format!(
                 "evaluation set needs per_class, num_classes and batch_size > 0, got {self:?}"
             )));
         }
+        if self.per_class.checked_mul(self.num_classes).is_none() {
+            return Err(SampleError::InvalidRequest(format!(
+                "per_class {} × {} classes overflows",
+                self.per_class, self.num_classes
+            )));
+        }
         Ok(())
+    }
+
+    /// The settings that decide the images of this set with `sampling`, from a model of
+    /// `model` and a tokenizer with `codebook` codes; `origin` names where the weights came
+    /// from (recorded so that a resume with other weights is refused).
+    pub fn manifest(
+        &self,
+        sampling: &SamplingConfig,
+        model: &rar_model::RarConfig,
+        codebook: usize,
+        origin: &str,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "set": {
+                "per_class": self.per_class,
+                "num_classes": self.num_classes,
+                "batch_size": self.batch_size,
+                "seed": self.seed,
+            },
+            "sampling": {
+                "guidance": format!("{:?}", sampling.guidance),
+                "temperature": sampling.temperature,
+                "top_k": sampling.top_k,
+                "top_p": sampling.top_p,
+                "order": sampling.order.to_string(),
+                "use_cache": sampling.use_cache,
+            },
+            "model": model.to_string(),
+            "tokenizer_codebook": codebook,
+            "origin": origin,
+        })
     }
 }
 
-/// Samples, decodes and streams the evaluation set into `path` (resuming `<path>.partial` if
-/// present). `progress(done, total)` is called after every batch. Returns the final path.
+/// Samples, decodes and streams the evaluation set into `path`, resuming `<path>.partial` if
+/// it was started with the same settings ([`EvalSet::manifest`]; `origin` names the weights)
+/// and refusing it otherwise. `progress(done, total)` is called after every batch. Returns
+/// the final path.
 pub fn write_eval_npz(
     sampler: &mut Sampler,
     tokenizer: &Tokenizer,
     options: &SamplingConfig,
     set: &EvalSet,
     path: impl AsRef<Path>,
+    origin: &str,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<PathBuf> {
     set.validate()?;
+    options.validate()?;
     let config = sampler.model().config();
     if set.num_classes > config.num_classes {
         return Err(SampleError::InvalidRequest(format!(
@@ -112,7 +155,8 @@ pub fn write_eval_npz(
     }
     let side = rar_core::scan::grid_side(config.image_seq_len)?;
     let pixels = side * tokenizer.downsample_factor();
-    let mut writer = NpzWriter::create_or_resume(path, [set.len(), pixels, pixels, 3])?;
+    let manifest = set.manifest(options, config, tokenizer.codebook_size(), origin);
+    let mut writer = NpzWriter::create_or_resume(path, [set.len(), pixels, pixels, 3], &manifest)?;
     let total = set.len();
     progress(writer.images_written(), total);
     while writer.images_written() < total {

@@ -41,6 +41,7 @@ fn eval_set_is_complete_and_resumable() {
         &options,
         &set,
         out.join("full.npz"),
+        "test weights",
         |done, total| calls.push((done, total)),
     )
     .unwrap();
@@ -67,12 +68,38 @@ fn eval_set_is_complete_and_resumable() {
     let resumed_path = out.join("resumed.npz");
     let data_start = npy.len() - 6 * side * side * 3;
     {
-        let mut partial = NpzWriter::create_or_resume(&resumed_path, [6, side, side, 3]).unwrap();
+        let manifest = set.manifest(&options, &config, tokenizer.codebook_size(), "test weights");
+        let mut partial =
+            NpzWriter::create_or_resume(&resumed_path, [6, side, side, 3], &manifest).unwrap();
         for i in 0..3 {
             let at = data_start + i * side * side * 3;
             partial.push(&npy[at..at + side * side * 3]).unwrap();
         }
         partial.flush().unwrap();
+    }
+    // Resuming with another seed or batch size would mix two runs' images: refused, naming it.
+    for other in [
+        EvalSet { seed: 6, ..set },
+        EvalSet {
+            batch_size: 3,
+            ..set
+        },
+    ] {
+        let err = write_eval_npz(
+            &mut sampler,
+            &tokenizer,
+            &options,
+            &other,
+            &resumed_path,
+            "test weights",
+            |_, _| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("other settings") && err.contains("set."),
+            "{err}"
+        );
     }
     let resumed = write_eval_npz(
         &mut sampler,
@@ -80,6 +107,7 @@ fn eval_set_is_complete_and_resumable() {
         &options,
         &set,
         &resumed_path,
+        "test weights",
         |_, _| {},
     )
     .unwrap();
@@ -106,4 +134,10 @@ fn eval_set_layout() {
     };
     assert_eq!(short.num_batches(), 3);
     assert_eq!(short.batch(2), 8..9);
+    // A count that overflows is refused, not wrapped.
+    let huge = EvalSet {
+        per_class: 1_844_674_407_370_955_162,
+        ..EvalSet::IMAGENET_50K
+    };
+    assert!(huge.validate().is_err());
 }

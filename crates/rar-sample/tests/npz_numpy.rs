@@ -25,7 +25,7 @@ fn numpy_load_reads_arr_0() {
     let path = dir.join("samples.npz");
     let shape = [7, 5, 4, 3];
     let image_bytes = shape[1] * shape[2] * shape[3];
-    let mut writer = NpzWriter::create_or_resume(&path, shape).unwrap();
+    let mut writer = NpzWriter::create_or_resume(&path, shape, &serde_json::json!({})).unwrap();
     for i in 0..shape[0] {
         let image: Vec<u8> = (0..image_bytes)
             .map(|k| ((i * 37 + k) % 256) as u8)

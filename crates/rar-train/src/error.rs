@@ -53,6 +53,29 @@ pub enum TrainError {
     /// The model has no trainable parameter with a gradient.
     #[error("the loss has no gradient with respect to any parameter")]
     NoGradients,
+    /// The newest checkpoint of a run cannot be resumed from; `fallback` is the newest older
+    /// one that can.
+    #[error(
+        "cannot resume from {}: {reason}{}",
+        path.display(),
+        fallback.as_ref().map_or_else(
+            || " (no older checkpoint of the run is readable either)".to_string(),
+            |f| format!(
+                "; the older checkpoint {} is intact: resume from it explicitly (train_imagenet \
+                 --resume {}), or move the damaged one aside",
+                f.display(),
+                f.display()
+            )
+        )
+    )]
+    Checkpoint {
+        /// The checkpoint folder that cannot be read.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+        /// The newest older checkpoint folder that can be read, if any.
+        fallback: Option<PathBuf>,
+    },
     /// Reading a checkpoint file failed.
     #[error("cannot read {path}: {reason}")]
     Read {

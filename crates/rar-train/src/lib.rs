@@ -8,15 +8,16 @@
 //! * [`Trainer`] — the loop: per-sample orders with the annealed random-order ratio `r(t)`,
 //!   class-label dropout, gradient accumulation, data parallelism over several devices,
 //!   global-norm clipping, AdamW with the reference's two parameter groups, fp32 or bf16
-//!   products; step checkpoints with exact resume ([`Trainer::resume`],
-//!   [`Trainer::open_or_resume`]); previews ([`PreviewRenderer`]: [`ToyPreview`],
+//!   products; checksummed step checkpoints with exact resume ([`Trainer::resume`],
+//!   [`Trainer::resume_from`], [`Trainer::open_or_resume`]); previews ([`PreviewRenderer`]: [`ToyPreview`],
 //!   [`TokenizerPreview`]); progress ([`RunObserver`], [`ConsoleProgress`], [`StepMetrics`]);
 //! * the pieces a custom loop needs — [`RarOptimizer`] (the one update), [`forward_backward`],
 //!   [`TrainingInputs`] (orders, label dropout and dropout seeds keyed by step and position),
 //!   [`OptimizerConfig`] and [`weight_decay_groups`];
 //! * evaluation — [`validation_loss`], [`sample_grids`], [`sample_validity`];
 //! * toy runs — [`toy_training_data`], [`toy_validation_data`];
-//! * [`list_checkpoints`] — the checkpoints of a run folder.
+//! * [`list_checkpoints`], [`scan_checkpoints`] — the checkpoints of a run folder (and the
+//!   foreign `checkpoint-*` entries that are left alone).
 //!
 //! ```
 //! use burn::tensor::Device;
@@ -66,7 +67,7 @@ mod step;
 mod toy;
 mod trainer;
 
-pub use checkpoints::list_checkpoints;
+pub use checkpoints::{CheckpointScan, list_checkpoints, scan_checkpoints};
 pub use config::TrainingConfig;
 pub use error::{Result, TrainError};
 pub use evaluate::{sample_grids, sample_validity, validation_loss};

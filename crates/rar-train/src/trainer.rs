@@ -9,7 +9,7 @@ use burn::tensor::{Device, Tensor};
 use rar_data::SampleSource;
 use rar_model::Rar;
 
-use crate::checkpoints::{list_checkpoints, read_newest, restore, write_checkpoint};
+use crate::checkpoints::{Restored, list_checkpoints, restore, restore_newest, write_checkpoint};
 use crate::config::TrainingConfig;
 use crate::device_rng::device_rng;
 use crate::error::{Result, TrainError};
@@ -100,17 +100,40 @@ impl Trainer {
     /// Resumes from the newest checkpoint in `dir`: configuration, model, optimizer state and
     /// step (the data position follows from the step). The data is opened by `open_data`
     /// from the checkpoint's configuration (e.g. with the run's seed) and must have the order
-    /// the run was started with.
+    /// the run was started with. When the newest checkpoint is damaged (its checksums, model or
+    /// optimizer state do not read back), the error names the newest older one that is intact
+    /// ([`TrainError::Checkpoint`]); [`Self::resume_from`] resumes from it.
     pub fn resume(
         dir: &Path,
         open_data: impl FnOnce(&TrainingConfig) -> Result<Arc<dyn SampleSource>>,
         devices: Vec<Device>,
     ) -> Result<Self> {
-        let (path, config, step) = read_newest(dir)?;
-        let devices = Devices::new(devices, config.precision)?;
-        let data = open_data(&config)?;
-        Self::check(&config, data.as_ref(), &devices, Some(&path))?;
-        let restored = restore(&path, config, step, devices.main())?;
+        let probe = Devices::new(devices.clone(), rar_model::ComputePrecision::F32)?;
+        let (path, restored) = restore_newest(dir, probe.main())?;
+        Self::resumed(&path, restored, open_data, devices)
+    }
+
+    /// Resumes from the checkpoint folder `checkpoint` (`…/checkpoint-00050000`), e.g. an older
+    /// one than the newest (see [`Self::resume`]).
+    pub fn resume_from(
+        checkpoint: &Path,
+        open_data: impl FnOnce(&TrainingConfig) -> Result<Arc<dyn SampleSource>>,
+        devices: Vec<Device>,
+    ) -> Result<Self> {
+        let probe = Devices::new(devices.clone(), rar_model::ComputePrecision::F32)?;
+        let (restored, _) = restore(checkpoint, probe.main())?;
+        Self::resumed(checkpoint, restored, open_data, devices)
+    }
+
+    fn resumed(
+        path: &Path,
+        restored: Restored,
+        open_data: impl FnOnce(&TrainingConfig) -> Result<Arc<dyn SampleSource>>,
+        devices: Vec<Device>,
+    ) -> Result<Self> {
+        let devices = Devices::new(devices, restored.config.precision)?;
+        let data = open_data(&restored.config)?;
+        Self::check(&restored.config, data.as_ref(), &devices, Some(path))?;
         Ok(Self {
             config: restored.config,
             data,
@@ -151,6 +174,9 @@ impl Trainer {
         }
     }
 
+    /// Every check before a run starts: the settings, the data, the devices, and that the
+    /// checkpoint and preview folders can be written (so that a run does not fail at its
+    /// first checkpoint after hours of work).
     fn check(
         config: &TrainingConfig,
         data: &dyn SampleSource,
@@ -170,7 +196,15 @@ impl Trainer {
                     path.display()
                 )),
                 (e, _) => e,
-            })
+            })?;
+        let previews = config
+            .preview_dir
+            .as_ref()
+            .filter(|_| config.preview_every > 0);
+        for dir in config.checkpoint_dir.iter().chain(previews) {
+            rar_data::check_writable_dir(Path::new(dir))?;
+        }
+        Ok(())
     }
 
     /// Renders preview grids with `renderer` every `config.preview_every` steps (into
@@ -319,8 +353,8 @@ impl Trainer {
     ///
     /// A checkpoint holds `model.bpk` (the generator, burn's burnpack format with the parameter
     /// ids the optimizer state refers to), `optimizer.bpk` (burn's AdamW state: moments and step
-    /// counts per parameter), `config.json` (the [`TrainingConfig`]) and `step.txt` (optimizer
-    /// steps done). Everything else a resume needs is a function of the step: the data position,
+    /// counts per parameter), `config.json` (the [`TrainingConfig`]), `step.txt` (optimizer
+    /// steps done) and `checksums.json` (CRC-32 of each, checked on resume). Everything else a resume needs is a function of the step: the data position,
     /// the orders, the label dropout, the dropout masks and the learning rate. A checkpoint is
     /// written into a hidden temporary folder that is then renamed, so a folder under its final
     /// name is complete.

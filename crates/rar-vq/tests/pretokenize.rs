@@ -183,6 +183,17 @@ fn pretokenizes_and_resumes_a_tiny_imagenet_folder() {
         assert_eq!((resumed.shards_written, resumed.shards_reused), (1, 2));
         assert_eq!(read_run(&out).unwrap(), reference);
 
+        // A shard whose payload was damaged after it was written (one flipped token bit,
+        // the header intact) is not trusted on a rerun: it is checked in full and redone.
+        let p = out.join(shard_file_name(0));
+        let mut bytes = std::fs::read(&p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        std::fs::write(&p, &bytes).unwrap();
+        let resumed = pretokenize(&tok, &options(&input, &out)).unwrap();
+        assert_eq!((resumed.shards_written, resumed.shards_reused), (1, 2));
+        assert_eq!(read_run(&out).unwrap(), reference);
+
         // Resuming with different settings is refused, naming the difference.
         let mut other = options(&input, &out);
         other.crop_mode = CropMode::CenterFlip;
@@ -234,8 +245,21 @@ fn bad_inputs_are_errors() {
     std::fs::create_dir_all(&empty).unwrap();
     let e = pretokenize(&tok, &options(&empty, &tmp.path().join("o"))).unwrap_err();
     assert!(e.to_string().contains("class folders"), "{e}");
-    // An image size the tokenizer cannot tile.
+    // Class folders without any image, and a limit of 0: nothing to tokenize is an error,
+    // not a run that "succeeds" without an index.
+    std::fs::create_dir_all(tmp.path().join("hollow/n0001")).unwrap();
+    let e = pretokenize(
+        &tok,
+        &options(&tmp.path().join("hollow"), &tmp.path().join("o3")),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no image to tokenize"), "{e}");
     make_folder(&tmp.path().join("train"));
+    let mut o = options(&tmp.path().join("train"), &tmp.path().join("o4"));
+    o.limit = Some(0);
+    let e = pretokenize(&tok, &o).unwrap_err();
+    assert!(e.to_string().contains("--limit 0"), "{e}");
+    // An image size the tokenizer cannot tile.
     let mut o = options(&tmp.path().join("train"), &tmp.path().join("o2"));
     o.image_size = 30;
     assert!(pretokenize(&tok, &o).is_err());

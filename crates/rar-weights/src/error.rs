@@ -75,6 +75,16 @@ pub enum WeightError {
         expected: String,
     },
 
+    /// A tensor holds a NaN or an infinity (a corrupt or diverged checkpoint); loading it
+    /// anyway needs an explicit opt-in ([`WeightFile::allow_non_finite`](crate::WeightFile::allow_non_finite)).
+    #[error("{}: tensor '{key}' holds NaN or infinite values (a corrupt or diverged checkpoint)", path.display())]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The key, in the file's naming.
+        key: String,
+    },
+
     /// Reading a tensor's data or applying it to the module failed after the checks.
     #[error("{}: {reason}", path.display())]
     Apply {
@@ -104,6 +114,7 @@ impl WeightError {
             | Self::Unexpected { path, .. }
             | Self::Shape { path, .. }
             | Self::DType { path, .. }
+            | Self::NonFinite { path, .. }
             | Self::Apply { path, .. }
             | Self::Write { path, .. } => path,
         }

@@ -14,6 +14,7 @@ use burn::tensor::DType;
 
 use crate::check::{DTypeRule, ExpectedTensor, StoredTensor, check_index};
 use crate::error::{Result, WeightError};
+use crate::finite::first_non_finite;
 use crate::format::WeightFormat;
 use crate::naming::Naming;
 use crate::params::{ModuleParam, module_parameters};
@@ -26,6 +27,7 @@ pub struct WeightFile {
     path: PathBuf,
     format: WeightFormat,
     tensors: BTreeMap<String, PackTensor>,
+    allow_non_finite: bool,
 }
 
 impl std::fmt::Debug for WeightFile {
@@ -75,6 +77,15 @@ impl WeightFile {
         naming: &Naming,
     ) -> Result<Self> {
         let path = path.as_ref();
+        let read = |reason: &str| WeightError::Read {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        };
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => return Err(read("it is a directory, not a weight file")),
+            Ok(_) => {}
+            Err(e) => return Err(read(&e.to_string())),
+        }
         let format = WeightFormat::from_path(path)
             .filter(|f| accepted.contains(f))
             .ok_or_else(|| WeightError::UnknownFormat {
@@ -85,15 +96,6 @@ impl WeightFile {
                     .collect::<Vec<_>>()
                     .join(", "),
             })?;
-        let read = |reason: &str| WeightError::Read {
-            path: path.to_path_buf(),
-            reason: reason.into(),
-        };
-        match std::fs::metadata(path) {
-            Ok(m) if m.is_dir() => return Err(read("it is a directory, not a weight file")),
-            Ok(_) => {}
-            Err(e) => return Err(read(&e.to_string())),
-        }
         let tensors = match format {
             WeightFormat::Pytorch => all_tensors(
                 path,
@@ -108,7 +110,15 @@ impl WeightFile {
             path: path.to_path_buf(),
             format,
             tensors,
+            allow_non_finite: false,
         })
+    }
+
+    /// Lets [`Self::load_into`] accept tensors holding NaN or infinite values (for debugging
+    /// a diverged run); by default they are [`WeightError::NonFinite`].
+    pub fn allow_non_finite(mut self, allow: bool) -> Self {
+        self.allow_non_finite = allow;
+        self
     }
 
     /// The file.
@@ -189,8 +199,9 @@ impl WeightFile {
 
     /// Applies every tensor to `module` (renamed through `naming`, transposed and cast to
     /// the module's float type as needed), strictly: a tensor that matches no parameter, a
-    /// parameter no tensor reaches, or data that cannot be read is an error naming the key.
-    /// Check the index first ([`Self::check`]) for messages that name shapes.
+    /// parameter no tensor reaches, data that cannot be read, or (unless allowed) a NaN or an
+    /// infinity is an error naming the key. Check the index first ([`Self::check`]) for
+    /// messages that name shapes.
     pub fn load_into<M: Module + ModuleSnapshot>(
         self,
         mut module: M,
@@ -217,7 +228,7 @@ impl WeightFile {
         } else {
             Box::new(FloatCastAdapter::to(target))
         };
-        let path = self.path;
+        let (path, allow_non_finite) = (self.path, self.allow_non_finite);
         let result = guarded(&path, || {
             Ok::<_, String>(module.apply(tensors, None, Some(adapter), false))
         })?;
@@ -267,6 +278,12 @@ impl WeightFile {
                 result.applied.len(),
                 params.len()
             )));
+        }
+        if !allow_non_finite && let Some(bad) = first_non_finite(&module) {
+            return Err(WeightError::NonFinite {
+                key: key_of(&bad),
+                path,
+            });
         }
         Ok(module)
     }

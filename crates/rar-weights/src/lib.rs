@@ -11,11 +11,12 @@
 //! * [`WeightFile`] — a file opened for reading: its tensor index (read without tensor data,
 //!   guarded so that a malformed file is an error, never a crash), checked against the layout a
 //!   configuration implies ([`ExpectedTensor`]) before anything is allocated, then applied to a
-//!   module;
+//!   module and checked for NaN or infinite values;
 //! * [`save_safetensors`] / [`save_burnpack`] — writing a module in the reference's or burn's
 //!   naming;
 //! * [`WeightError`] — the one error vocabulary: unknown format, unreadable file, missing,
-//!   unexpected, wrongly shaped or typed tensor, each naming the file and the key.
+//!   unexpected, wrongly shaped, wrongly typed or non-finite tensor, each naming the file and
+//!   the key.
 //!
 //! Linear weights are `[out, in]` in PyTorch and `[in, out]` in burn, and normalisation layers
 //! call their affine parameters `weight`/`bias` in PyTorch and `gamma`/`beta` in burn;
@@ -47,6 +48,7 @@
 mod check;
 mod error;
 mod file;
+mod finite;
 mod format;
 mod naming;
 mod params;

@@ -101,6 +101,12 @@ impl ShardHeader {
             count: u64::from_le_bytes(bytes[24..32].try_into().expect("8 bytes")),
             crc32: u32_at(32),
         };
+        if bytes[36..40] != [0; 4] {
+            return Err(invalid(format!(
+                "reserved header bytes are {:?}, not zero",
+                &bytes[36..40]
+            )));
+        }
         if header.tokens_per_record == 0 {
             return Err(invalid("tokens per record is 0".into()));
         }

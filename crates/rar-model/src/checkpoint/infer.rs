@@ -6,7 +6,7 @@ use crate::config::{POS_EMBED_EXTRA_ROWS, RarConfig, TIMESTEP_EXTRA_ROWS};
 
 /// Infers the configuration from a checkpoint's shapes (reference key names).
 ///
-/// Reads `C` from `cls_token`, `D` from the block indices, `I` from `mlp.fc1.bias`, `d` (and
+/// Reads `C` from `cls_token`, `D` from the largest block index, `I` from `mlp.fc1.bias`, `d` (and
 /// so `H = C / d`) from the QK-norm, `V` from `lm_head.bias`, `K` from the embedding rows and
 /// `N` from the positional tables, which must agree. Only shapes that PyTorch and burn lay out
 /// alike are read, so burnpack files (burn layout) are inferred the same way, and a
@@ -23,12 +23,21 @@ pub fn infer_config(
         Ok(shape)
     };
     let c = get("cls_token", 3)?[2];
-    let mut depth = 0;
-    while shapes.contains_key(&format!("blocks.{depth}.norm1.weight")) {
-        depth += 1;
-    }
+    // The depth from the largest block index of any key, so that a block missing one of its
+    // tensors is reported as that tensor missing, not as the rest of the model unexpected.
+    let depth = shapes
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix("blocks.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map_or(0, |last| last + 1);
     if depth == 0 {
-        return Err("no 'blocks.0.norm1.weight': not a RAR generator checkpoint".into());
+        return Err("no 'blocks.0.*' tensors: not a RAR generator checkpoint".into());
     }
     let intermediate = get("blocks.0.mlp.fc1.bias", 1)?[0];
     let head_dim = get("blocks.0.attn.q_norm.weight", 1)?[0];

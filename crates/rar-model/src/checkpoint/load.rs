@@ -19,6 +19,14 @@ const FORMATS: [WeightFormat; 3] = [
     WeightFormat::Burnpack,
 ];
 
+/// How a checkpoint is loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadConfig {
+    /// Accept NaN or infinite weights (to inspect a diverged run); by default they are an
+    /// error naming the tensor.
+    pub allow_non_finite: bool,
+}
+
 /// A model loaded from a checkpoint, with the configuration it was built from.
 #[derive(Debug)]
 pub struct LoadedCheckpoint {
@@ -45,7 +53,23 @@ impl Rar {
         config: Option<&RarConfig>,
         device: &Device,
     ) -> Result<LoadedCheckpoint> {
-        Self::load(path.as_ref(), &FORMATS, config, device)
+        Self::load(
+            path.as_ref(),
+            &FORMATS,
+            config,
+            device,
+            LoadConfig::default(),
+        )
+    }
+
+    /// [`Self::from_checkpoint`] with explicit loading settings.
+    pub fn load_checkpoint(
+        path: impl AsRef<Path>,
+        config: Option<&RarConfig>,
+        device: &Device,
+        load: LoadConfig,
+    ) -> Result<LoadedCheckpoint> {
+        Self::load(path.as_ref(), &FORMATS, config, device, load)
     }
 
     /// Loads a PyTorch `torch.save` state dict (`rar_b.bin`, …) for `config`.
@@ -82,7 +106,7 @@ impl Rar {
         config: &RarConfig,
         device: &Device,
     ) -> Result<Rar> {
-        Ok(Self::load(path, &[format], Some(config), device)?.model)
+        Ok(Self::load(path, &[format], Some(config), device, LoadConfig::default())?.model)
     }
 
     fn load(
@@ -90,10 +114,12 @@ impl Rar {
         formats: &[WeightFormat],
         config: Option<&RarConfig>,
         device: &Device,
+        load: LoadConfig,
     ) -> Result<LoadedCheckpoint> {
         let naming = checkpoint_naming();
         // Only the index is parsed here; tensor data is read while applying.
-        let file = WeightFile::open(path, formats, &naming)?;
+        let file =
+            WeightFile::open(path, formats, &naming)?.allow_non_finite(load.allow_non_finite);
         let config = match config {
             Some(c) => c.clone(),
             None => infer_config(&file.shapes_by_reference_key(&naming)).map_err(|reason| {
