@@ -15,14 +15,7 @@
 //! central directory and zip64 end records, and atomically renames `<path>.partial` to
 //! `<path>`.
 //!
-//! An interrupted run leaves `<path>.partial` and its progress record `<path>.partial.json`,
-//! rewritten atomically by every [`NpzWriter::flush`]: the format version, the array shape,
-//! the caller's *manifest* (every setting that decides the images: seeds, guidance, model …),
-//! the images flushed and the CRC-32 of the member up to them. [`NpzWriter::create_or_resume`]
-//! refuses to resume when the manifest differs (listing the differing settings, so one run's
-//! images are never mixed with another's), checks the CRC of the flushed part (a file altered
-//! since is an error, not a silently wrong result), drops whatever came after the last flush,
-//! and reports how many images are written so the caller continues from the next one.
+//! Interrupted runs resume: see [`NpzWriter`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -71,6 +64,15 @@ const DOS_TIME: u16 = 0;
 const DOS_DATE: u16 = (1 << 5) | 1;
 
 /// Writes `[N, H, W, 3]` uint8 images into an `.npz` one image at a time.
+///
+/// An interrupted run leaves `<path>.partial` and its progress record `<path>.partial.json`,
+/// rewritten atomically by every [`NpzWriter::flush`]: the format version, the array shape,
+/// the caller's *manifest* (every setting that decides the images: seeds, guidance, model …),
+/// the images flushed and the CRC-32 of the member up to them. [`NpzWriter::create_or_resume`]
+/// refuses to resume when the manifest differs (listing the differing settings, so one run's
+/// images are never mixed with another's), checks the CRC of the flushed part (a file altered
+/// since is an error, not a silently wrong result), drops whatever came after the last flush,
+/// and reports how many images are written so the caller continues from the next one.
 pub struct NpzWriter {
     final_path: PathBuf,
     partial_path: PathBuf,
@@ -124,7 +126,7 @@ fn manifest_differences(recorded: &serde_json::Value, now: &serde_json::Value) -
 
 impl NpzWriter {
     /// Starts `<path>.partial` for `shape` = `[N, H, W, C]`, or resumes it if it was started
-    /// for the same shape with the same `manifest` (see the [module docs](self)). Returns the
+    /// for the same shape with the same `manifest` (see [`NpzWriter`]). Returns the
     /// writer; [`Self::images_written`] tells where to continue. `path` must not be a
     /// directory, nor an existing finished file (delete it to write it again).
     pub fn create_or_resume(
