@@ -43,16 +43,18 @@ fn expect(path: &Path, format: WeightFormat) -> Result<()> {
 /// `.safetensors`; an existing file is replaced atomically.
 pub fn save_safetensors<M: ModuleSnapshot>(module: &M, path: &Path, naming: &Naming) -> Result<()> {
     expect(path, WeightFormat::Safetensors)?;
-    let mut store = SafetensorsStore::from_file(path)
-        .with_to_adapter(BurnToPyTorchAdapter)
-        .remap(naming.save_remapper())
-        .overwrite(true);
-    module
-        .save_into(&mut store)
-        .map_err(|e| WeightError::Write {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+    atomically(path, |tmp| {
+        let mut store = SafetensorsStore::from_file(tmp)
+            .with_to_adapter(BurnToPyTorchAdapter)
+            .remap(naming.save_remapper())
+            .overwrite(true);
+        module
+            .save_into(&mut store)
+            .map_err(|e| WeightError::Write {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+    })
 }
 
 /// Saves `module` in burn's burnpack format (module paths, burn layout, parameter ids kept so
@@ -64,16 +66,18 @@ pub fn save_burnpack<M: ModuleSnapshot>(
     metadata: &[(&str, String)],
 ) -> Result<()> {
     expect(path, WeightFormat::Burnpack)?;
-    let mut store = BurnpackStore::from_file(path)
-        .auto_extension(false)
-        .overwrite(true);
-    for (key, value) in metadata {
-        store = store.metadata(*key, value.clone());
-    }
-    module
-        .save_into(&mut store)
-        .map_err(|e| WeightError::Write {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+    atomically(path, |tmp| {
+        let mut store = BurnpackStore::from_file(tmp)
+            .auto_extension(false)
+            .overwrite(true);
+        for (key, value) in metadata {
+            store = store.metadata(*key, value.clone());
+        }
+        module
+            .save_into(&mut store)
+            .map_err(|e| WeightError::Write {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
+    })
 }
