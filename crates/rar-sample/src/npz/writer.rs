@@ -1,67 +1,17 @@
-//! Streaming, resumable writer for the ADM evaluator's sample file: an `.npz` holding one
-//! uint8 array `arr_0` of shape `[N, H, W, 3]` (the official `sample_imagenet_rar.py`).
-//!
-//! The 50 000-image evaluation set is ~9.8 GB, so the file is written image by image and never
-//! held in memory. Layout (what `numpy.load` expects from `numpy.savez`):
-//!
-//! * a zip archive with a single **stored** (uncompressed) member `arr_0.npy`, using zip64
-//!   sizes and offsets so members over 4 GiB work;
-//! * the member is an NPY v1.0 file: magic, a header dict
-//!   `{'descr': '|u1', 'fortran_order': False, 'shape': (N, H, W, 3), }` padded to a
-//!   64-byte boundary, then the raw bytes in C order.
-//!
-//! Because the member size is known up front, the local header is written first with its
-//! final sizes and a CRC placeholder; [`NpzWriter::finish`] patches the CRC, appends the
-//! central directory and zip64 end records, and atomically renames `<path>.partial` to
-//! `<path>`.
-//!
-//! Interrupted runs resume: see [`NpzWriter`].
+//! [`NpzWriter`]: streaming, resumable writing of the evaluation file.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// Errors of the `.npz` writer (each names the file).
-#[derive(Debug, thiserror::Error)]
-pub enum NpzError {
-    /// An I/O failure on `path`.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: io::Error,
-    },
-    /// A `.partial` file exists but was written with other settings, for another shape, by
-    /// another program, or was altered since (the reason says which).
-    #[error("{path}: cannot resume: {reason}")]
-    Incompatible {
-        /// The file.
-        path: PathBuf,
-        /// Why it cannot be resumed.
-        reason: String,
-    },
-    /// An image of the wrong size was pushed, or more images than the shape holds.
-    #[error("{path}: {reason}")]
-    BadImage {
-        /// The file.
-        path: PathBuf,
-        /// What was wrong.
-        reason: String,
-    },
-}
-
-type Result<T> = std::result::Result<T, NpzError>;
+use crate::npz::error::{NpzError, Result};
+use crate::npz::format::{
+    CRC_OFFSET, LOCAL_HEADER_LEN, central_directory, end_records, local_header, npy_header,
+};
+use crate::npz::manifest::{manifest_differences, with_suffix};
 
 /// Version of the progress record `<path>.partial.json`.
 const PROGRESS_VERSION: u32 = 1;
-
-const MEMBER_NAME: &[u8] = b"arr_0.npy";
-const LOCAL_HEADER_LEN: u64 = 30 + MEMBER_NAME.len() as u64 + 20;
-const CRC_OFFSET: u64 = 14;
-/// MS-DOS date/time of 1980-01-01 00:00 (the zip epoch): a fixed stamp keeps files reproducible.
-const DOS_TIME: u16 = 0;
-const DOS_DATE: u16 = (1 << 5) | 1;
 
 /// Writes `[N, H, W, 3]` uint8 images into an `.npz` one image at a time.
 ///
@@ -83,45 +33,6 @@ pub struct NpzWriter {
     manifest: serde_json::Value,
     written: usize,
     data_start: u64,
-}
-
-/// A path with `suffix` appended to its file name.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(suffix);
-    PathBuf::from(p)
-}
-
-/// The settings that differ between two manifests (`key: recorded vs now`), top-level keys
-/// first, one level down for objects.
-fn manifest_differences(recorded: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
-    use serde_json::Value;
-    match (recorded, now) {
-        (Value::Object(a), Value::Object(b)) => {
-            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            keys.into_iter()
-                .filter_map(|k| match (a.get(k), b.get(k)) {
-                    (Some(x), Some(y)) if x == y => None,
-                    (Some(x @ Value::Object(_)), Some(y @ Value::Object(_))) => Some(
-                        manifest_differences(x, y)
-                            .into_iter()
-                            .map(|d| format!("{k}.{d}"))
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    ),
-                    (x, y) => Some(format!(
-                        "{k}: recorded {}, now {}",
-                        x.map_or("(absent)".into(), Value::to_string),
-                        y.map_or("(absent)".into(), Value::to_string)
-                    )),
-                })
-                .collect()
-        }
-        _ if recorded == now => Vec::new(),
-        _ => vec![format!("recorded {recorded}, now {now}")],
-    }
 }
 
 impl NpzWriter {
@@ -384,102 +295,6 @@ impl NpzWriter {
         let _ = std::fs::remove_file(&self.progress_path);
         Ok(self.final_path)
     }
-}
-
-/// NPY v1.0 header for a C-order uint8 array, padded so the data starts 64-byte aligned.
-fn npy_header(shape: &[usize; 4]) -> Vec<u8> {
-    let dict = format!(
-        "{{'descr': '|u1', 'fortran_order': False, 'shape': ({}, {}, {}, {}), }}",
-        shape[0], shape[1], shape[2], shape[3]
-    );
-    let unpadded = 10 + dict.len() + 1;
-    let total = unpadded.div_ceil(64) * 64;
-    let mut h = Vec::with_capacity(total);
-    h.extend_from_slice(b"\x93NUMPY\x01\x00");
-    h.extend_from_slice(&((total - 10) as u16).to_le_bytes());
-    h.extend_from_slice(dict.as_bytes());
-    h.resize(total - 1, b' ');
-    h.push(b'\n');
-    h
-}
-
-/// Zip local file header for the stored member, zip64 sizes in the extra field, CRC 0.
-fn local_header(member_len: u64) -> Vec<u8> {
-    let mut h = Vec::with_capacity(LOCAL_HEADER_LEN as usize);
-    h.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
-    h.extend_from_slice(&45u16.to_le_bytes()); // version needed: zip64
-    h.extend_from_slice(&0u16.to_le_bytes()); // flags
-    h.extend_from_slice(&0u16.to_le_bytes()); // stored
-    h.extend_from_slice(&DOS_TIME.to_le_bytes());
-    h.extend_from_slice(&DOS_DATE.to_le_bytes());
-    h.extend_from_slice(&0u32.to_le_bytes()); // CRC placeholder, patched by finish()
-    h.extend_from_slice(&u32::MAX.to_le_bytes()); // compressed size → zip64 extra
-    h.extend_from_slice(&u32::MAX.to_le_bytes()); // uncompressed size → zip64 extra
-    h.extend_from_slice(&(MEMBER_NAME.len() as u16).to_le_bytes());
-    h.extend_from_slice(&20u16.to_le_bytes()); // extra length
-    h.extend_from_slice(MEMBER_NAME);
-    h.extend_from_slice(&1u16.to_le_bytes()); // zip64 extended information
-    h.extend_from_slice(&16u16.to_le_bytes());
-    h.extend_from_slice(&member_len.to_le_bytes()); // uncompressed
-    h.extend_from_slice(&member_len.to_le_bytes()); // compressed (stored)
-    h
-}
-
-/// The central directory entry of the member (local header at offset 0).
-fn central_directory(crc: u32, member_len: u64) -> Vec<u8> {
-    let mut c = Vec::new();
-    c.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
-    c.extend_from_slice(&45u16.to_le_bytes()); // made by
-    c.extend_from_slice(&45u16.to_le_bytes()); // needed
-    c.extend_from_slice(&0u16.to_le_bytes()); // flags
-    c.extend_from_slice(&0u16.to_le_bytes()); // stored
-    c.extend_from_slice(&DOS_TIME.to_le_bytes());
-    c.extend_from_slice(&DOS_DATE.to_le_bytes());
-    c.extend_from_slice(&crc.to_le_bytes());
-    c.extend_from_slice(&u32::MAX.to_le_bytes());
-    c.extend_from_slice(&u32::MAX.to_le_bytes());
-    c.extend_from_slice(&(MEMBER_NAME.len() as u16).to_le_bytes());
-    c.extend_from_slice(&20u16.to_le_bytes()); // extra length
-    c.extend_from_slice(&0u16.to_le_bytes()); // comment length
-    c.extend_from_slice(&0u16.to_le_bytes()); // disk number start
-    c.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
-    c.extend_from_slice(&0u32.to_le_bytes()); // external attributes
-    c.extend_from_slice(&0u32.to_le_bytes()); // local header offset
-    c.extend_from_slice(MEMBER_NAME);
-    c.extend_from_slice(&1u16.to_le_bytes());
-    c.extend_from_slice(&16u16.to_le_bytes());
-    c.extend_from_slice(&member_len.to_le_bytes());
-    c.extend_from_slice(&member_len.to_le_bytes());
-    c
-}
-
-/// Zip64 end of central directory record, its locator, and the classic end record.
-fn end_records(cd_offset: u64, cd_len: u64) -> Vec<u8> {
-    let zip64_eocd_offset = cd_offset + cd_len;
-    let mut e = Vec::new();
-    e.extend_from_slice(&0x0606_4b50u32.to_le_bytes());
-    e.extend_from_slice(&44u64.to_le_bytes()); // size of the rest of the record
-    e.extend_from_slice(&45u16.to_le_bytes());
-    e.extend_from_slice(&45u16.to_le_bytes());
-    e.extend_from_slice(&0u32.to_le_bytes()); // this disk
-    e.extend_from_slice(&0u32.to_le_bytes()); // disk with the central directory
-    e.extend_from_slice(&1u64.to_le_bytes()); // entries on this disk
-    e.extend_from_slice(&1u64.to_le_bytes()); // entries in total
-    e.extend_from_slice(&cd_len.to_le_bytes());
-    e.extend_from_slice(&cd_offset.to_le_bytes());
-    e.extend_from_slice(&0x0706_4b50u32.to_le_bytes()); // locator
-    e.extend_from_slice(&0u32.to_le_bytes());
-    e.extend_from_slice(&zip64_eocd_offset.to_le_bytes());
-    e.extend_from_slice(&1u32.to_le_bytes());
-    e.extend_from_slice(&0x0605_4b50u32.to_le_bytes()); // classic end record
-    e.extend_from_slice(&0u16.to_le_bytes());
-    e.extend_from_slice(&0u16.to_le_bytes());
-    e.extend_from_slice(&1u16.to_le_bytes());
-    e.extend_from_slice(&1u16.to_le_bytes());
-    e.extend_from_slice(&(cd_len.min(u32::MAX as u64) as u32).to_le_bytes());
-    e.extend_from_slice(&(cd_offset.min(u32::MAX as u64) as u32).to_le_bytes());
-    e.extend_from_slice(&0u16.to_le_bytes()); // comment length
-    e
 }
 
 #[cfg(test)]
