@@ -15,7 +15,6 @@ use anyhow::Result;
 use clap::Parser;
 use rar::core::GuidanceSchedule;
 use rar::sample::{Sampler, SamplingConfig};
-use std::time::Instant;
 
 #[derive(Parser, Debug)]
 #[command(about = "Measure RAR sampling throughput (KV cache vs full recompute)")]
@@ -62,12 +61,8 @@ fn main() -> Result<()> {
         args.shape, args.batch, args.guidance, args.device
     );
 
-    let time_batch = |sampler: &mut Sampler, options: &SamplingConfig, seed| -> Result<f64> {
-        let start = Instant::now();
-        let tokens = sampler.sample(&classes, options, Some(seed))?;
-        // reading the ids back forces the whole computation to finish
-        let _ = tokens.into_data();
-        Ok(start.elapsed().as_secs_f64())
+    let time_batch = |sampler: &mut Sampler, options: &SamplingConfig, seed| {
+        common::bench::time_sampling(sampler, &classes, options, seed)
     };
     time_batch(&mut sampler, &options, 0)?; // warm-up
     let mut times = Vec::new();

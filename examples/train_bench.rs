@@ -16,9 +16,8 @@ mod common;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use rar::model::{ComputePrecision, with_compute_precision};
-use rar::train::{OptimizerConfig, RarOptimizer, TrainingConfig, TrainingInputs, forward_backward};
-use std::time::Instant;
+use rar::model::ComputePrecision;
+use rar::train::{OptimizerConfig, RarOptimizer, TrainingConfig, TrainingInputs};
 
 #[derive(Parser, Debug)]
 #[command(about = "Measure RAR training-step throughput (forward, backward, clip, AdamW)")]
@@ -101,15 +100,11 @@ fn main() -> Result<()> {
             step,
             &device,
         )?;
-        let (cpu_start, start) = (common::process_cpu_seconds(), Instant::now());
-        let (pass, (next, stats)) = with_compute_precision(args.precision, || -> Result<_> {
-            let pass = forward_backward(&model, input, 1.0)?;
-            let loss = pass.loss.clone().into_scalar::<f32>();
-            Ok((loss, optim.update(model.clone(), pass.grads)?))
-        })
-        .with_context(|| format!("training step {t}"))?;
-        model = next;
-        let elapsed = start.elapsed().as_secs_f64();
+        let cpu_start = common::process_cpu_seconds();
+        let done = common::bench::train_step(&model, &mut optim, input, args.precision)
+            .with_context(|| format!("training step {t}"))?;
+        model = done.model;
+        let elapsed = done.seconds;
         let cpu = cpu_start
             .zip(common::process_cpu_seconds())
             .map_or(f64::NAN, |(a, b)| b - a);
@@ -123,8 +118,8 @@ fn main() -> Result<()> {
             ""
         };
         println!(
-            "step {t:>3}: {elapsed:.3} s (cpu {cpu:.2} s)  loss {pass:.4}  grad norm {:.4}{warm}",
-            stats.grad_norm
+            "step {t:>3}: {elapsed:.3} s (cpu {cpu:.2} s)  loss {:.4}  grad norm {:.4}{warm}",
+            done.loss, done.stats.grad_norm
         );
     }
     let tokens = (args.batch * args.shape.tokens) as f64;

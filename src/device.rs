@@ -48,47 +48,87 @@ pub fn parse_device(name: &str) -> Result<Device, DeviceError> {
         feature,
     };
     match (kind.as_str(), index) {
-        ("flex", None) => {
-            #[cfg(feature = "flex")]
-            return Ok(Device::flex());
-            #[cfg(not(feature = "flex"))]
-            return Err(not_compiled("flex"));
-        }
-        ("ndarray", None) => {
-            #[cfg(feature = "ndarray")]
-            #[allow(deprecated)]
-            return Ok(Device::ndarray());
-            #[cfg(not(feature = "ndarray"))]
-            return Err(not_compiled("ndarray"));
-        }
+        ("flex", None) => flex().ok_or_else(|| not_compiled("flex")),
+        ("ndarray", None) => ndarray().ok_or_else(|| not_compiled("ndarray")),
         ("wgpu", _) | ("wgpu-cpu", None) => {
-            #[cfg(feature = "wgpu")]
-            {
-                use burn::tensor::DeviceKind;
-                let device_kind = match (kind.as_str(), index) {
-                    ("wgpu-cpu", _) => DeviceKind::Cpu,
-                    (_, Some(i)) => DeviceKind::DiscreteGpu(i),
-                    (_, None) => DeviceKind::DefaultDevice,
-                };
-                return Ok(Device::wgpu(device_kind));
-            }
-            #[cfg(not(feature = "wgpu"))]
-            return Err(not_compiled("wgpu"));
+            wgpu(kind == "wgpu-cpu", index).ok_or_else(|| not_compiled("wgpu"))
         }
-        ("cuda", _) => {
-            #[cfg(feature = "cuda")]
-            return Ok(Device::cuda(index.unwrap_or(0)));
-            #[cfg(not(feature = "cuda"))]
-            return Err(not_compiled("cuda"));
-        }
+        ("cuda", _) => cuda(index.unwrap_or(0)).ok_or_else(|| not_compiled("cuda")),
         _ => Err(DeviceError::Unknown(name.to_string())),
     }
+}
+
+/// burn's flex device, when compiled in.
+fn flex() -> Option<Device> {
+    #[cfg(feature = "flex")]
+    let device = Some(Device::flex());
+    #[cfg(not(feature = "flex"))]
+    let device = None;
+    device
+}
+
+/// burn's ndarray device, when compiled in.
+fn ndarray() -> Option<Device> {
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    let device = Some(Device::ndarray());
+    #[cfg(not(feature = "ndarray"))]
+    let device = None;
+    device
+}
+
+/// A wgpu device (software adapter, `index`-th discrete GPU, or the default adapter), when
+/// compiled in.
+#[allow(unused_variables)]
+fn wgpu(software: bool, index: Option<usize>) -> Option<Device> {
+    #[cfg(feature = "wgpu")]
+    let device = {
+        use burn::tensor::DeviceKind;
+        Some(Device::wgpu(match (software, index) {
+            (true, _) => DeviceKind::Cpu,
+            (_, Some(i)) => DeviceKind::DiscreteGpu(i),
+            (_, None) => DeviceKind::DefaultDevice,
+        }))
+    };
+    #[cfg(not(feature = "wgpu"))]
+    let device = None;
+    device
+}
+
+/// The `index`-th CUDA device, when compiled in.
+#[allow(unused_variables)]
+fn cuda(index: usize) -> Option<Device> {
+    #[cfg(feature = "cuda")]
+    let device = Some(Device::cuda(index));
+    #[cfg(not(feature = "cuda"))]
+    let device = None;
+    device
 }
 
 /// Parses a comma-separated list of device names (`cuda:0,cuda:1`), as used for data-parallel
 /// training. Empty entries are rejected.
 pub fn parse_devices(names: &str) -> Result<Vec<Device>, DeviceError> {
     names.split(',').map(parse_device).collect()
+}
+
+/// Every device of the GPU backend that `name` belongs to (`cuda…` or `wgpu…`), in the
+/// backend's order, for running on all GPUs of a machine; empty for the CPU backends and for
+/// a backend that was not compiled in.
+pub fn gpus_like(name: &str) -> Vec<Device> {
+    let kind = name.trim().to_ascii_lowercase();
+    let kind = kind.split(':').next().unwrap_or_default();
+    #[allow(unused_mut)]
+    let mut out: Vec<Device> = Vec::new();
+    #[cfg(feature = "cuda")]
+    if kind == "cuda" {
+        out.extend(Device::enumerate(burn::tensor::DeviceType::Cuda));
+    }
+    #[cfg(feature = "wgpu")]
+    if kind == "wgpu" {
+        out.extend(Device::enumerate(burn::tensor::DeviceType::Wgpu));
+    }
+    let _ = kind;
+    out
 }
 
 #[cfg(test)]

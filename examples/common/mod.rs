@@ -2,6 +2,7 @@
 //! compiles this module on its own and uses a part of it.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod draw;
 pub mod generator;
 pub mod sampling;

@@ -11,8 +11,14 @@ use rar_core::ScanOrder;
 use rar_core::rng::Xoshiro256PlusPlus;
 use rar_model::{BatchOrders, DecodeOrder, Rar, RarInput, RarModelError};
 
-const KV_TOL: f64 = 1e-5;
-const TOL: f64 = 1e-4;
+/// Cached decoding against the cache-free recompute of the same model on the same device
+/// (measured ≤ 3.5e-7 on flex, ndarray and lavapipe); on a GPU the one-row step and the full
+/// recompute pick different kernels, so the bound is wider there.
+const KV_TOL: Tolerance = Tolerance::new(1e-5, 1e-4);
+/// Logits and the training forward against the reference, ‖a − b‖/‖b‖. CPU backends measure
+/// ≤ 7e-7; lavapipe (wgpu) measured the same. The GPU bound is wider to leave room for a real
+/// GPU's reduction order (tiled products, tree reductions), which no machine here has.
+const TOL: Tolerance = Tolerance::new(1e-4, 5e-4);
 
 fn random_orders(rows: usize, n: usize, seed: u64) -> Vec<Vec<usize>> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
@@ -31,7 +37,7 @@ fn check_order(
     order: DecodeOrder,
     tokens: &[i64],
     cond: &[i64],
-    device: &Device,
+    (dev_name, device): (&str, &Device),
     worst: &mut Worst,
     label: &str,
 ) {
@@ -73,12 +79,12 @@ fn check_order(
         worst.record(
             format!("{label}: cached vs uncached"),
             rel_err(&got, &nokv),
-            KV_TOL,
+            KV_TOL.on(dev_name),
         );
         worst.record(
             format!("{label}: cached vs training forward"),
             rel_err(&got, &full_at(s)),
-            TOL,
+            TOL.on(dev_name),
         );
         if s < n {
             let step: Vec<i64> = (0..b)
@@ -125,7 +131,7 @@ fn cached_decoding_matches_full_recompute_in_any_order() {
             DecodeOrder::raster(n).unwrap(),
             &tokens,
             &cond,
-            &device,
+            (dev_name, &device),
             &mut worst,
             "raster",
         );
@@ -134,7 +140,7 @@ fn cached_decoding_matches_full_recompute_in_any_order() {
             DecodeOrder::scan(ScanOrder::SpiralIn, n).unwrap(),
             &tokens,
             &cond,
-            &device,
+            (dev_name, &device),
             &mut worst,
             "spiral-in",
         );
@@ -143,7 +149,7 @@ fn cached_decoding_matches_full_recompute_in_any_order() {
             DecodeOrder::per_row(random_orders(b, n, 5)).unwrap(),
             &tokens,
             &cond,
-            &device,
+            (dev_name, &device),
             &mut worst,
             "per-row random",
         );

@@ -12,8 +12,14 @@ use common::*;
 use rar_core::GuidanceSchedule;
 use rar_model::{DecodeOrder, Rar};
 
-const TOL: f64 = 1e-4;
-const KV_TOL: f64 = 1e-5;
+/// Logits and the training forward against the reference, ‖a − b‖/‖b‖. CPU backends measure
+/// ≤ 7e-7; lavapipe (wgpu) measured the same. The GPU bound is wider to leave room for a real
+/// GPU's reduction order (tiled products, tree reductions), which no machine here has.
+const TOL: Tolerance = Tolerance::new(1e-4, 5e-4);
+/// Cached decoding against the cache-free recompute of the same model on the same device
+/// (measured ≤ 3.5e-7 on flex, ndarray and lavapipe); on a GPU the one-row step and the full
+/// recompute pick different kernels, so the bound is wider there.
+const KV_TOL: Tolerance = Tolerance::new(1e-5, 1e-4);
 
 fn sampling_params(name: &str, file: &str) -> serde_json::Value {
     let parity = parity_dir().expect("fixtures present");
@@ -34,7 +40,13 @@ fn step_rows(v: &[f32], s: usize, b: usize, vocab: usize) -> &[f32] {
     &v[s * b * vocab..(s + 1) * b * vocab]
 }
 
-fn run_cfg(model: &Rar, dir_name: &str, fx: &Fixture, device: &Device, worst: &mut Worst) {
+fn run_cfg(
+    model: &Rar,
+    dir_name: &str,
+    fx: &Fixture,
+    (dev_name, device): (&str, &Device),
+    worst: &mut Worst,
+) {
     let params = sampling_params(dir_name, "sampling.safetensors");
     let g = params["guidance_scale"].as_f64().unwrap() as f32;
     let p = params["guidance_scale_pow"].as_f64().unwrap() as f32;
@@ -72,12 +84,12 @@ fn run_cfg(model: &Rar, dir_name: &str, fx: &Fixture, device: &Device, worst: &m
         worst.record(
             "cond_logits (kv)",
             rel_err(c, step_rows(&want_c, s, b, v)),
-            TOL,
+            TOL.on(dev_name),
         );
         worst.record(
             "uncond_logits (kv)",
             rel_err(u, step_rows(&want_u, s, b, v)),
-            TOL,
+            TOL.on(dev_name),
         );
         let guided: Vec<f32> = c
             .iter()
@@ -87,13 +99,13 @@ fn run_cfg(model: &Rar, dir_name: &str, fx: &Fixture, device: &Device, worst: &m
         worst.record(
             "guided_logits (kv)",
             rel_err(&guided, step_rows(&want_g, s, b, v)),
-            TOL,
+            TOL.on(dev_name),
         );
         let soft: Vec<f32> = guided.iter().map(|x| x / temperature).collect();
         worst.record(
             "softmax_input (kv)",
             rel_err(&soft, step_rows(&want_sm, s, b, v)),
-            TOL,
+            TOL.on(dev_name),
         );
 
         // Cache-free recompute of the same step.
@@ -105,18 +117,18 @@ fn run_cfg(model: &Rar, dir_name: &str, fx: &Fixture, device: &Device, worst: &m
         worst.record(
             "cached vs uncached (every step)",
             rel_err(&got, &nokv),
-            KV_TOL,
+            KV_TOL.on(dev_name),
         );
         let (c, u) = nokv.split_at(b * v);
         worst.record(
             "cond_logits_nokv",
             rel_err(c, step_rows(&want_c_nokv, s, b, v)),
-            TOL,
+            TOL.on(dev_name),
         );
         worst.record(
             "uncond_logits_nokv",
             rel_err(u, step_rows(&want_u_nokv, s, b, v)),
-            TOL,
+            TOL.on(dev_name),
         );
 
         if s + 1 < n {
@@ -134,7 +146,13 @@ fn run_cfg(model: &Rar, dir_name: &str, fx: &Fixture, device: &Device, worst: &m
     assert_eq!(cache.tokens_fed(), n - 1);
 }
 
-fn run_nocfg(model: &Rar, dir_name: &str, fx: &Fixture, device: &Device, worst: &mut Worst) {
+fn run_nocfg(
+    model: &Rar,
+    dir_name: &str,
+    fx: &Fixture,
+    (dev_name, device): (&str, &Device),
+    worst: &mut Worst,
+) {
     let params = sampling_params(dir_name, "sampling_nocfg.safetensors");
     assert_eq!(params["guidance_scale"].as_f64().unwrap(), 0.0);
     let temperature = params["randomize_temperature"].as_f64().unwrap() as f32;
@@ -159,13 +177,13 @@ fn run_nocfg(model: &Rar, dir_name: &str, fx: &Fixture, device: &Device, worst: 
         worst.record(
             "nocfg logits (kv)",
             rel_err(&got, step_rows(&want, s, b, v)),
-            TOL,
+            TOL.on(dev_name),
         );
         let soft: Vec<f32> = got.iter().map(|x| x / temperature).collect();
         worst.record(
             "nocfg softmax_input",
             rel_err(&soft, step_rows(&want_sm, s, b, v)),
-            TOL,
+            TOL.on(dev_name),
         );
         if s + 1 < n {
             let step_tokens: Vec<i64> = (0..b).map(|r| tokens[r * n + s]).collect();
@@ -185,8 +203,8 @@ fn cached_sampling_replays_the_reference() {
         let mut worst = Worst::default();
         for (dev_name, device) in devices() {
             let model = fixture_model(&dir, &device);
-            run_cfg(&model, &name, &cfg, &device, &mut worst);
-            run_nocfg(&model, &name, &nocfg, &device, &mut worst);
+            run_cfg(&model, &name, &cfg, (dev_name, &device), &mut worst);
+            run_nocfg(&model, &name, &nocfg, (dev_name, &device), &mut worst);
             eprintln!("{name} {dev_name}: ok");
         }
         worst.print(&format!("{name} sampling"));

@@ -8,7 +8,10 @@ mod common;
 use common::*;
 use rar_model::{BatchOrders, Rar, RarInput, checkpoint_shapes, infer_config};
 
-const TOL: f64 = 1e-4;
+/// Logits and the training forward against the reference, ‖a − b‖/‖b‖. CPU backends measure
+/// ≤ 7e-7; lavapipe (wgpu) measured the same. The GPU bound is wider to leave room for a real
+/// GPU's reduction order (tiled products, tree reductions), which no machine here has.
+const TOL: Tolerance = Tolerance::new(1e-4, 5e-4);
 
 #[test]
 fn train_forward_matches_the_reference() {
@@ -37,7 +40,7 @@ fn train_forward_matches_the_reference() {
                 let tag = |what: &str| format!("{name}/{what}");
                 let mut check = |what: &str, got: Vec<f32>| {
                     let (_, want) = fx.f32(what);
-                    worst.record(tag(what), rel_err(&got, &want), TOL);
+                    worst.record(tag(what), rel_err(&got, &want), TOL.on(dev_name));
                 };
                 check("block_input", values(trace.block_input.clone()));
                 check("adaln_condition", values(trace.condition.clone()));
@@ -74,7 +77,7 @@ fn train_forward_matches_the_reference() {
                     worst.record(
                         tag(&format!("logits ({kind} rows)")),
                         rel_err(&logits[r.clone()], &want[r]),
-                        TOL,
+                        TOL.on(dev_name),
                     );
                 }
                 eprintln!("{name} {dev_name} {file}: ok");

@@ -8,7 +8,10 @@ use burn::tensor::{DType, Device, Gradients, Tensor};
 use common::*;
 use rar_model::{BatchOrders, ComputePrecision, Rar, RarConfig, RarInput, with_compute_precision};
 
-const TOL: f64 = 1e-4;
+/// The fp32 forward, loss and gradients against the reference. CPU backends and lavapipe
+/// measure ≤ 3.3e-5 for the worst gradient tensor (the reference's own rounding dominates);
+/// the GPU bound leaves room for a real GPU's reduction order, which no machine here has.
+const TOL: Tolerance = Tolerance::new(1e-4, 5e-4);
 
 /// The fixture batch of `train_forward.safetensors`.
 fn fixture_input(fx: &Fixture, device: &Device) -> RarInput {
@@ -76,7 +79,7 @@ fn gradients_match_the_reference() {
             worst.record(
                 "loss",
                 rel_err(&values(loss.clone()), &[step.scalar_f32("loss")]),
-                TOL,
+                TOL.on(dev_name),
             );
             let grads = loss.backward();
             let mut collector = GradCollector {
@@ -120,7 +123,11 @@ fn gradients_match_the_reference() {
                 let diff: Vec<f32> = grad.iter().zip(&want).map(|(a, b)| a - b).collect();
                 let floor = 1e-4 * step.scalar_f32("grad_total_norm") as f64;
                 let err = norm(&diff) / norm(&want).max(floor);
-                worst.record(format!("grad (worst tensor, {dev_name})"), err, TOL);
+                worst.record(
+                    format!("grad (worst tensor, {dev_name})"),
+                    err,
+                    TOL.on(dev_name),
+                );
                 count += 1;
             }
             assert_eq!(count, collector.out.len());
@@ -130,7 +137,7 @@ fn gradients_match_the_reference() {
                     &[total_sq.sqrt() as f32],
                     &[step.scalar_f32("grad_total_norm")],
                 ),
-                TOL,
+                TOL.on(dev_name),
             );
         }
         worst.print(&format!("{name} gradients"));
@@ -171,7 +178,7 @@ fn dropout_is_active_only_in_training_mode() {
     let valid = model.valid();
     let plain = Device::flex();
     let v = values(valid.forward(fixture_input(&fwd, &plain)).unwrap().logits);
-    assert!(rel_err(&v, &want) <= TOL);
+    assert!(rel_err(&v, &want) <= TOL.cpu);
 }
 
 #[test]
@@ -217,42 +224,51 @@ fn bf16_mixed_precision_stays_near_fp32_with_fp32_gradients() {
     };
     let fwd = Fixture::open(dir.join("train_forward.safetensors"));
     let (_, reference_logits) = fwd.f32("logits");
-    let device = Device::flex().autodiff();
-    let model = fixture_model(&dir, &device);
-    let run = |precision| {
-        with_compute_precision(precision, || {
-            let out = model.forward(fixture_input(&fwd, &device)).unwrap();
-            let grads = out.loss().backward();
-            let mut collector = GradCollector {
-                grads: &grads,
-                path: Vec::new(),
-                out: Vec::new(),
-            };
-            model.visit(&mut collector);
-            let mut dtypes = Dtypes(&grads, Vec::new());
-            model.visit(&mut dtypes);
-            let dtypes = dtypes.1;
-            assert!(
-                dtypes.iter().all(|d| *d == DType::F32),
-                "{precision:?}: parameters and gradients stay fp32: {dtypes:?}"
-            );
-            let grads: Vec<f32> = collector.out.into_iter().flat_map(|(_, _, g)| g).collect();
-            let loss = values(out.loss());
-            (values(out.logits), loss, grads)
-        })
-    };
-    let (logits32, loss32, grads32) = run(ComputePrecision::F32);
-    let (logits16, loss16, grads16) = run(ComputePrecision::Bf16);
-    assert!(rel_err(&logits32, &reference_logits) <= TOL);
-    let logits_err = rel_err(&logits16, &reference_logits);
-    let loss_err = rel_err(&loss16, &loss32);
-    let grad_err = rel_err(&grads16, &grads32);
-    println!(
-        "bf16 vs fp32: logits {logits_err:.2e}, loss {loss_err:.2e}, gradients {grad_err:.2e}"
-    );
-    // bf16 keeps 8 significant bits (relative rounding 2⁻⁹ ≈ 2e-3 per product).
-    assert!(logits_err > 1e-4, "the products did not run in bf16");
-    assert!(logits_err < 2e-2, "logits {logits_err}");
-    assert!(loss_err < 5e-3, "loss {loss_err}");
-    assert!(grad_err < 3e-2, "gradients {grad_err}");
+    for (dev_name, device) in devices() {
+        if let Err(reason) = ComputePrecision::Bf16.check_device(&device) {
+            println!("skip bf16 on {dev_name}: {reason}");
+            continue;
+        }
+        let device = device.autodiff();
+        let model = fixture_model(&dir, &device);
+        let run = |precision| {
+            with_compute_precision(precision, || {
+                let out = model.forward(fixture_input(&fwd, &device)).unwrap();
+                let grads = out.loss().backward();
+                let mut collector = GradCollector {
+                    grads: &grads,
+                    path: Vec::new(),
+                    out: Vec::new(),
+                };
+                model.visit(&mut collector);
+                let mut dtypes = Dtypes(&grads, Vec::new());
+                model.visit(&mut dtypes);
+                let dtypes = dtypes.1;
+                assert!(
+                    dtypes.iter().all(|d| *d == DType::F32),
+                    "{dev_name} {precision:?}: parameters and gradients stay fp32: {dtypes:?}"
+                );
+                let grads: Vec<f32> = collector.out.into_iter().flat_map(|(_, _, g)| g).collect();
+                let loss = values(out.loss());
+                (values(out.logits), loss, grads)
+            })
+        };
+        let (logits32, loss32, grads32) = run(ComputePrecision::F32);
+        let (logits16, loss16, grads16) = run(ComputePrecision::Bf16);
+        assert!(rel_err(&logits32, &reference_logits) <= TOL.on(dev_name));
+        let logits_err = rel_err(&logits16, &reference_logits);
+        let loss_err = rel_err(&loss16, &loss32);
+        let grad_err = rel_err(&grads16, &grads32);
+        println!(
+            "{dev_name} bf16 vs fp32: logits {logits_err:.2e}, loss {loss_err:.2e}, gradients {grad_err:.2e}"
+        );
+        // bf16 keeps 8 significant bits (relative rounding 2⁻⁹ ≈ 2e-3 per product).
+        assert!(
+            logits_err > 1e-4,
+            "{dev_name}: the products did not run in bf16"
+        );
+        assert!(logits_err < 2e-2, "{dev_name}: logits {logits_err}");
+        assert!(loss_err < 5e-3, "{dev_name}: loss {loss_err}");
+        assert!(grad_err < 3e-2, "{dev_name}: gradients {grad_err}");
+    }
 }

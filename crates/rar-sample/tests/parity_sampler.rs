@@ -11,14 +11,7 @@ use rar_sample::{Sampler, SamplingConfig};
 use serde_json::Value;
 use std::path::Path;
 
-fn devices() -> Vec<(&'static str, Device)> {
-    #[allow(unused_mut)]
-    let mut d = vec![("flex", Device::flex())];
-    #[cfg(feature = "ndarray")]
-    #[allow(deprecated)]
-    d.push(("ndarray", Device::ndarray()));
-    d
-}
+use rar_testkit::{Tolerance, devices};
 
 fn sampling_params(parity: &Path, file: &str) -> Value {
     let manifest = read_json(&parity.join("manifest.json"));
@@ -66,6 +59,10 @@ fn replay_worst(
     }
     worst
 }
+
+/// The sampler's per-step softmax input against the reference's. CPU backends and lavapipe
+/// measure ≤ 7e-7; the GPU bound leaves room for a real GPU's reduction order.
+const TOL: Tolerance = Tolerance::new(1e-4, 5e-4);
 
 #[test]
 fn guided_and_unguided_logits_match_the_reference_per_step() {
@@ -121,7 +118,7 @@ fn guided_and_unguided_logits_match_the_reference_per_step() {
                         "{name}/{file} [{backend}, cache {use_cache}]: worst rel err {worst:.3e}"
                     );
                     assert!(
-                        worst <= 1e-4,
+                        worst <= TOL.on(backend),
                         "{name}/{file} {backend} cache={use_cache}: {worst:e}"
                     );
                 }

@@ -86,11 +86,38 @@ impl RarOptimizer {
 
     /// Restores the AdamW state written by [`Self::save_state`] (parameters are matched by
     /// their persisted ids, so load the model from its own checkpoint first).
+    ///
+    /// The file is read into memory first. burn 0.22 materialises the restored state on
+    /// `Device::default()` (a GPU whenever a GPU feature is compiled in) and moves it to each
+    /// parameter's device on the next update; with a file-backed reader that upload may run
+    /// on the GPU's thread after the checkpoint was rotated away, which panics there (see
+    /// docs/BACKENDS.md). An upload that fails — e.g. a `wgpu` build on a machine without a
+    /// Vulkan driver — is an error naming `BURN_DEVICE`, which selects that default device.
     pub fn load_state(mut self, path: &Path) -> Result<Self> {
-        self.optim = self.optim.load(path).map_err(|e| TrainError::Read {
+        let read = |reason: String| TrainError::Read {
             path: path.to_path_buf(),
-            reason: format!("{e:?}"),
-        })?;
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| read(e.to_string()))?;
+        let optim = self.optim;
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            optim.from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        }));
+        self.optim = match loaded {
+            Ok(Ok(optim)) => optim,
+            Ok(Err(e)) => return Err(read(format!("{e:?}"))),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into());
+                return Err(read(format!(
+                    "restoring the optimizer state on burn's default device failed ({message}); \
+                     set BURN_DEVICE to a device this machine has (e.g. BURN_DEVICE=flex)"
+                )));
+            }
+        };
         Ok(self)
     }
 

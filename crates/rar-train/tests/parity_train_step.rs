@@ -14,19 +14,13 @@ use rar_core::parity::{Fixture, parity_dir_for_tests, rar_model_dirs, read_json,
 use rar_model::{BatchOrders, Rar, RarConfig, RarInput, reference_keys};
 use rar_train::{OptimizerConfig, RarOptimizer, forward_backward, weight_decay_groups};
 
-const GRAD_TOL: f64 = 1e-4;
-const PARAM_TOL: f64 = 1e-5;
+use rar_testkit::{Tolerance, devices};
 
-fn devices() -> Vec<(&'static str, Device)> {
-    #[allow(unused_mut)]
-    let mut out = vec![("flex", Device::flex())];
-    #[cfg(feature = "ndarray")]
-    {
-        #[allow(deprecated)]
-        out.push(("ndarray", Device::ndarray()));
-    }
-    out
-}
+/// Loss and gradients against the reference (CPU backends and lavapipe measure ≤ 3.3e-5 for
+/// the worst tensor); the GPU bound leaves room for a real GPU's reduction order.
+const GRAD_TOL: Tolerance = Tolerance::new(1e-4, 5e-4);
+/// Parameters after one AdamW step (CPU ≤ 2.9e-6, lavapipe 6.8e-6).
+const PARAM_TOL: Tolerance = Tolerance::new(1e-5, 5e-5);
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
@@ -200,7 +194,10 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
         // Loss and pre-clip gradients.
         let loss = values(pass.loss.clone());
         let e = rel_err(&loss, &step.f32("loss").data);
-        assert!(e <= GRAD_TOL, "{name}/{dev_name}: loss rel err {e:e}");
+        assert!(
+            e <= GRAD_TOL.on(dev_name),
+            "{name}/{dev_name}: loss rel err {e:e}"
+        );
         let grads = collect(&model, Some(&pass.grads));
         let want_norm = step.f32("grad_total_norm").data[0] as f64;
         let mut noise_only = Vec::new();
@@ -231,7 +228,7 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
             "{name}/{dev_name}: every parameter has a gradient"
         );
         assert!(
-            worst_grad.0 <= GRAD_TOL,
+            worst_grad.0 <= GRAD_TOL.on(dev_name),
             "{name}/{dev_name}: worst gradient rel err {:e} at {}",
             worst_grad.0,
             worst_grad.1
@@ -247,7 +244,7 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
         let (model, stats) = optim.update(model, pass.grads).expect("optimizer step");
         let e = rel_err(&[stats.grad_norm as f32], &step.f32("grad_total_norm").data);
         assert!(
-            e <= GRAD_TOL,
+            e <= GRAD_TOL.on(dev_name),
             "{name}/{dev_name}: grad norm {} rel err {e:e}",
             stats.grad_norm
         );
@@ -282,7 +279,7 @@ fn check_dir(parity: &Path, dir: &Path) -> usize {
             }
         }
         assert!(
-            worst_param.0 <= PARAM_TOL,
+            worst_param.0 <= PARAM_TOL.on(dev_name),
             "{name}/{dev_name}: worst parameter rel err {:e} at {}",
             worst_param.0,
             worst_param.1

@@ -10,12 +10,19 @@ mod common;
 use common::*;
 use rar_vq::{Tokenizer, tensor_to_images};
 
-const TOL: f64 = 1e-4;
+/// Encoder, quantiser and decoder activations against the reference. CPU backends and
+/// lavapipe measure ≤ 3.8e-6; the GPU bound leaves room for a real GPU's convolution and
+/// reduction order.
+const TOL: Tolerance = Tolerance::new(1e-4, 5e-4);
 
-fn check(name: &str, got: &[f64], want: &[f64]) -> f64 {
+fn check(name: &str, got: &[f64], want: &[f64], dev_name: &str) -> f64 {
     let e = rel_err(got, want);
+    let tol = TOL.on(dev_name);
     println!("  {name}: rel err {e:.3e}");
-    assert!(e <= TOL, "{name}: relative error {e:.3e} > {TOL:e}");
+    assert!(
+        e <= tol,
+        "{name} on {dev_name}: relative error {e:.3e} > {tol:e}"
+    );
     e
 }
 
@@ -34,15 +41,25 @@ fn tokenizer_matches_reference_fixtures() {
 
             // Encoder output and intermediate activations (first image only).
             let z = tok.encode_latent(images.clone()).unwrap();
-            let e = check("z", &values(z.clone()), &fx["z"].values);
+            let e = check("z", &values(z.clone()), &fx["z"].values, dev_name);
             let w = worst.entry("z").or_default();
             *w = w.max(e);
             let first = images.clone().narrow(0, 0, 1);
             let (conv_in, levels) = tok.encoder.forward_levels(first);
-            check("enc_conv_in", &values(conv_in), &fx["enc_conv_in"].values);
+            check(
+                "enc_conv_in",
+                &values(conv_in),
+                &fx["enc_conv_in"].values,
+                dev_name,
+            );
             for (i, level) in levels.into_iter().enumerate() {
                 if let Some(want) = fx.get(&format!("enc_down{i}")) {
-                    check(&format!("enc_down{i}"), &values(level), &want.values);
+                    check(
+                        &format!("enc_down{i}"),
+                        &values(level),
+                        &want.values,
+                        dev_name,
+                    );
                 }
             }
 
@@ -65,7 +82,7 @@ fn tokenizer_matches_reference_fixtures() {
             let mismatches = ids.iter().zip(&want_ids).filter(|(a, b)| a != b).count();
             println!("  token ids: {mismatches} mismatches, {near_ties} near-ties (margin < 1e-3)");
             if mismatches == 0 {
-                let e = check("z_q", &values(z_q), &fx["z_q"].values);
+                let e = check("z_q", &values(z_q), &fx["z_q"].values, dev_name);
                 let w = worst.entry("z_q").or_default();
                 *w = w.max(e);
             }
@@ -78,9 +95,10 @@ fn tokenizer_matches_reference_fixtures() {
                     &format!("{key}_raw"),
                     &values(raw),
                     &fx[&format!("{key}_raw")].values,
+                    dev_name,
                 );
                 let out = tok.decode(ids).unwrap();
-                let e = check(key, &values(out.clone()), &fx[key].values);
+                let e = check(key, &values(out.clone()), &fx[key].values, dev_name);
                 let w = worst.entry(key).or_default();
                 *w = w.max(e);
                 // 8-bit conversion: exactly the f32 `floor(255·clamp(x))` of our output, and at
@@ -118,7 +136,12 @@ fn tokenizer_matches_reference_fixtures() {
             let mid = tok
                 .decoder
                 .forward_mid(fx["z_q"].tensor4(&device).narrow(0, 0, 1));
-            check("dec_mid", &values(mid.clone()), &fx["dec_mid"].values);
+            check(
+                "dec_mid",
+                &values(mid.clone()),
+                &fx["dec_mid"].values,
+                dev_name,
+            );
             let mut h = mid;
             let levels = tok.decoder.up.len();
             for (level, up) in tok.decoder.up.iter().enumerate().rev() {
@@ -129,7 +152,7 @@ fn tokenizer_matches_reference_fixtures() {
                     format!("dec_up{level}")
                 };
                 if let Some(want) = fx.get(&key) {
-                    check(&key, &values(h.clone()), &want.values);
+                    check(&key, &values(h.clone()), &want.values, dev_name);
                 }
             }
         }

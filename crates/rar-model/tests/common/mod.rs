@@ -8,23 +8,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rar_model::{Rar, RarConfig};
 
-/// The devices every numeric test runs on: the CPU backends, plus wgpu (any adapter, e.g.
-/// Mesa lavapipe on a machine without a GPU) when the `wgpu` feature is on.
-pub fn devices() -> Vec<(&'static str, Device)> {
-    #[allow(unused_mut)]
-    let mut out = vec![("flex", Device::flex())];
-    #[cfg(feature = "wgpu")]
-    out.push((
-        "wgpu",
-        Device::wgpu(burn::tensor::DeviceKind::DefaultDevice),
-    ));
-    #[cfg(feature = "ndarray")]
-    {
-        #[allow(deprecated)]
-        out.push(("ndarray", Device::ndarray()));
-    }
-    out
-}
+/// The devices every numeric test runs on (flex, ndarray and wgpu as the features allow).
+#[allow(unused_imports)]
+pub use rar_testkit::{Tolerance, devices};
 
 /// The `rar_*` fixture directories, or an empty list (skip) when fixtures are absent.
 pub fn model_dirs() -> Vec<PathBuf> {

@@ -5,19 +5,9 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 
-/// The CPU devices every test runs on.
-/// (Pushes are feature-gated, so `vec!` cannot be used.)
-#[allow(clippy::vec_init_then_push)]
-pub fn devices() -> Vec<(&'static str, Device)> {
-    let mut out = Vec::new();
-    #[cfg(feature = "flex")]
-    out.push(("flex", Device::flex()));
-    #[cfg(feature = "ndarray")]
-    #[allow(deprecated)]
-    out.push(("ndarray", Device::ndarray()));
-    assert!(!out.is_empty(), "enable the flex or ndarray feature");
-    out
-}
+/// The devices every numeric test runs on (flex, ndarray and wgpu as the features allow).
+#[allow(unused_imports)]
+pub use rar_testkit::{Tolerance, devices};
 
 /// `RAR_PARITY_DIR/maskgit_vqgan` (or `shared/parity/maskgit_vqgan`), `None` when the
 /// fixtures are absent and the variable is unset.
