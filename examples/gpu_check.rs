@@ -15,9 +15,8 @@ use clap::{Parser, ValueEnum};
 use common::shape::ModelShape;
 use rar::model::{ComputePrecision, RarPreset};
 use rar::sample::{Sampler, SamplingConfig};
-use rar::train::{OptimizerConfig, RarOptimizer, StepMetrics, Trainer, TrainingConfig};
-use rar::train::{TrainingInputs, toy_training_data};
-use serde_json::{Value, json};
+use rar::train::{OptimizerConfig, RarOptimizer, TrainingConfig, TrainingInputs};
+use serde_json::json;
 
 /// Which model the throughput and precision checks use.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,27 +108,10 @@ fn main() -> Result<()> {
         "batch": args.train_batch, "best_step_s": best, "median_step_s": median,
         "images_per_s": args.train_batch as f64 / median, "tokens_per_s": tokens / median,
     });
-    report["bf16_vs_fp32"] = match ComputePrecision::Bf16.check_device(&device) {
-        Err(reason) => json!({ "status": "skipped", "reason": reason.to_string() }),
-        Ok(()) => {
-            let t = args.train_steps as u64 + 1;
-            let step = |precision| -> Result<(f64, f64)> {
-                let mut optim =
-                    RarOptimizer::new(&model, &config.adamw, config.lr_schedule()?, 1.0)?;
-                let done = common::bench::train_step(&model, &mut optim, input(t)?, precision)?;
-                Ok((done.loss as f64, done.stats.grad_norm))
-            };
-            let ((loss32, norm32), (loss16, norm16)) =
-                (step(ComputePrecision::F32)?, step(ComputePrecision::Bf16)?);
-            let (loss_rel, norm_rel) = (rel(loss16, loss32), rel(norm16, norm32));
-            // bf16 rounds each product's operands to 8 significant bits (2⁻⁹ ≈ 2e-3).
-            let ok = loss_rel <= 1e-2 && norm_rel <= 5e-2;
-            json!({ "status": if ok { "ok" } else { "failed" }, "loss_f32": loss32,
-                    "loss_bf16": loss16, "loss_rel": loss_rel, "grad_norm_f32": norm32,
-                    "grad_norm_bf16": norm16, "grad_norm_rel": norm_rel })
-        }
-    };
-    report["two_devices_vs_accumulation"] = data_parallel(&args.device)?;
+    let t = args.train_steps as u64 + 1;
+    report["bf16_vs_fp32"] = common::checks::bf16_vs_fp32(&model, &config, input(t)?)?;
+    report["two_devices_vs_accumulation"] =
+        common::checks::two_devices_vs_accumulation(&args.device)?;
     let failed = ["bf16_vs_fp32", "two_devices_vs_accumulation"]
         .iter()
         .any(|k| report[k]["status"] == "failed")
@@ -141,51 +123,4 @@ fn main() -> Result<()> {
     println!("{}", serde_json::to_string_pretty(&report)?);
     ensure!(!failed, "a check failed (see the report above)");
     Ok(())
-}
-
-fn rel(a: f64, b: f64) -> f64 {
-    (a - b).abs() / b.abs().max(f64::MIN_POSITIVE)
-}
-
-/// A short toy run on two devices against one device accumulating two micro-batches (the
-/// same arithmetic; `rar-train`'s `parallel.rs`). CPU backends use one device twice, so that
-/// the code path is exercised where there is no second GPU to use.
-fn data_parallel(name: &str) -> Result<Value> {
-    let pair = if name.starts_with("cuda") || name.starts_with("wgpu") {
-        let gpus = rar::device::gpus_like(name);
-        if gpus.len() < 2 {
-            let reason = format!("{} device(s) of this kind", gpus.len());
-            return Ok(json!({ "status": "skipped", "reason": reason }));
-        }
-        gpus[..2].to_vec()
-    } else {
-        vec![rar::device::parse_device(name)?; 2]
-    };
-    let config = TrainingConfig::new(common::toy_model(64, 2, 4), OptimizerConfig::new())
-        .with_steps(4)
-        .with_warmup_steps(2)
-        .with_base_lr(3e-3)
-        .with_batch_size(8)
-        .with_train_size(64)
-        .with_log_every(1);
-    let losses = |config: TrainingConfig, devices| -> Result<Vec<f64>> {
-        let mut trainer = Trainer::new(config.clone(), toy_training_data(&config)?, devices)?;
-        Ok(trainer
-            .run(&mut |_: &StepMetrics| {})?
-            .iter()
-            .map(|m| m.loss)
-            .collect())
-    };
-    let two = losses(config.clone(), pair.clone())?;
-    let one = losses(config.with_accum_steps(2), pair[..1].to_vec())?;
-    let worst = two
-        .iter()
-        .zip(&one)
-        .map(|(a, b)| rel(*a, *b))
-        .fold(0.0, f64::max);
-    Ok(
-        json!({ "status": if worst <= 1e-4 { "ok" } else { "failed" }, "devices": pair.len(),
-               "losses_two_devices": two, "losses_one_device_accumulating": one,
-               "worst_loss_rel": worst }),
-    )
 }

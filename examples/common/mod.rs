@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bench;
+pub mod checks;
 pub mod draw;
 pub mod generator;
 pub mod sampling;

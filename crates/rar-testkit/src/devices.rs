@@ -41,8 +41,9 @@ pub fn is_gpu(name: &str) -> bool {
     matches!(name, "wgpu" | "cuda")
 }
 
+/// The CPU backends this build has, by name: `flex`, then `ndarray` (benchmarks use these).
 #[allow(clippy::vec_init_then_push, unused_mut)]
-fn cpu_devices() -> Vec<(&'static str, Device)> {
+pub fn cpu_devices() -> Vec<(&'static str, Device)> {
     let mut out = Vec::new();
     #[cfg(feature = "flex")]
     out.push(("flex", Device::flex()));

@@ -26,5 +26,5 @@
 mod devices;
 mod tolerance;
 
-pub use devices::{devices, is_gpu, wgpu_device};
+pub use devices::{cpu_devices, devices, is_gpu, wgpu_device};
 pub use tolerance::Tolerance;

@@ -33,3 +33,18 @@ impl Tolerance {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Tolerance;
+
+    #[test]
+    fn cubecl_devices_get_the_gpu_bound() {
+        let t = Tolerance::new(1e-5, 1e-4);
+        assert_eq!(t.on("flex"), 1e-5);
+        assert_eq!(t.on("ndarray"), 1e-5);
+        assert_eq!(t.on("wgpu"), 1e-4);
+        assert_eq!(t.on("cuda"), 1e-4);
+        assert_eq!(Tolerance::same(3e-4).on("wgpu"), 3e-4);
+    }
+}

@@ -22,17 +22,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-#[allow(clippy::vec_init_then_push)] // the pushes are feature-gated
-fn devices() -> Vec<(&'static str, Device)> {
-    let mut out = Vec::new();
-    #[cfg(feature = "flex")]
-    out.push(("flex", Device::flex()));
-    #[cfg(feature = "ndarray")]
-    #[allow(deprecated)]
-    out.push(("ndarray", Device::ndarray()));
-    out
-}
-
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (config, batch, iters) = if full {
@@ -61,7 +50,7 @@ fn main() {
         n_tokens,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    for (name, device) in devices() {
+    for (name, device) in rar_testkit::cpu_devices() {
         let tokenizer = match std::env::var("RAR_VQ_WEIGHTS") {
             Ok(path) if full => {
                 Tokenizer::from_file(&path, &device)
