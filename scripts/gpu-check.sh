@@ -14,7 +14,9 @@
 #    check failed.
 #
 # One build serves both steps: the tests and the example share cargo's dev profile, which
-# optimises every dependency (burn, cubecl) at opt-level 3 and this workspace at 1.
+# optimises every dependency (burn, cubecl) at opt-level 3 and this workspace at 1. Both are
+# built with --workspace, so that cargo unifies dependency features exactly as for the
+# README's test command (a narrower package set would rebuild burn).
 # RAR_GPU_CHECK_FEATURES replaces the cargo features (default: the device's own), e.g. CI's
 # "ndarray,wgpu" so that the script reuses the test build instead of making another.
 # Extra arguments go to gpu_check (see `cargo run --example gpu_check -- --help`).
@@ -46,13 +48,12 @@ features="${RAR_GPU_CHECK_FEATURES:-$feature}"
 
 tests=(--test parity_train_forward --test parity_sampling --test kv_cache --test training
        --test parity --test decode --test parity_sampler --test parity_train_step)
-packages=(-p rar-model -p rar-vq -p rar-sample -p rar-train)
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 
 start=$(date +%s)
 echo "== parity set on $test_device" >&2
-if RAR_TEST_DEVICES="$test_device" cargo test --features "$features" "${packages[@]}" "${tests[@]}" \
+if RAR_TEST_DEVICES="$test_device" cargo test --workspace --features "$features" "${tests[@]}" \
     2>&1 | tee "$log" >&2; then
   status=passed
 else
@@ -64,4 +65,5 @@ parity="$status: $passed passed, $failed failed on $test_device in $(( $(date +%
 echo "== $parity" >&2
 
 echo "== gpu_check on $device" >&2
-cargo run --features "$features" --example gpu_check -- --device "$device" --parity "$parity" "$@"
+cargo build --workspace --features "$features" --example gpu_check
+"${CARGO_TARGET_DIR:-target}/debug/examples/gpu_check" --device "$device" --parity "$parity" "$@"
