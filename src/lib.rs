@@ -11,12 +11,14 @@
 //! | [`model`] | `rar-model` | the RAR transformer, configs, checkpoints, KV-cached decoding |
 //! | [`sample`] | `rar-sample` | the KV-cached sampler, PNG grids, the evaluation `.npz` |
 //! | [`train`] | `rar-train` | the training loop |
+//! | [`eval`] | `rar-eval` | the ADM evaluator's FID, sFID, Inception Score, precision and recall |
 //!
 //! plus [`device`], choosing a burn device from a command-line name.
 #![warn(missing_docs)]
 
 pub use rar_core as core;
 pub use rar_data as data;
+pub use rar_eval as eval;
 pub use rar_model as model;
 pub use rar_sample as sample;
 pub use rar_train as train;

@@ -1,7 +1,7 @@
 //! What can go wrong computing a statistic.
 
 /// Why a statistic could not be computed. Each names the input and the value at fault.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// A buffer's length is not a whole number of rows of the expected width.
     #[error("{what}: {len} values are not a whole number of rows of {width}")]
@@ -49,6 +49,25 @@ pub enum EvalError {
         /// The input or setting.
         what: &'static str,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// A file could not be read or written, or holds something other than what it should.
+    #[error("{}: {reason}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The Inception weights could not be loaded (the error names the file and the key).
+    #[error(transparent)]
+    Weights(#[from] rar_weights::WeightError),
+    /// The device failed to hand back a result.
+    #[error("reading {what} back from the device: {reason}")]
+    Device {
+        /// The tensor.
+        what: &'static str,
+        /// The backend's message.
         reason: String,
     },
     /// The eigendecomposition behind the matrix square root did not converge.

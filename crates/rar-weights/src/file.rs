@@ -121,6 +121,17 @@ impl WeightFile {
         self
     }
 
+    /// Drops the tensors whose key `skip` accepts before they are checked or applied: for
+    /// bookkeeping a reference file carries that no parameter corresponds to (PyTorch
+    /// BatchNorm's integer `num_batches_tracked`, say). Returns the keys dropped.
+    pub fn skip_keys(&mut self, skip: impl Fn(&str) -> bool) -> Vec<String> {
+        let dropped: Vec<String> = self.tensors.keys().filter(|k| skip(k)).cloned().collect();
+        for key in &dropped {
+            self.tensors.remove(key);
+        }
+        dropped
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path
