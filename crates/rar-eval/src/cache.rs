@@ -117,10 +117,9 @@ pub fn load_cache(path: &Path, key: &CacheKey) -> Result<Option<FeatureSet>> {
     let Ok(mut npz) = NpzFile::open(path) else {
         return Ok(None);
     };
-    let Ok((_, meta)) = npz.read_f64("meta") else {
+    let Ok((_, meta)) = npz.read_raw("meta") else {
         return Ok(None);
     };
-    let meta: Vec<u8> = meta.iter().map(|&b| b as u8).collect();
     match serde_json::from_slice::<CacheKey>(&meta) {
         Ok(stored) if stored == *key => {}
         _ => return Ok(None),

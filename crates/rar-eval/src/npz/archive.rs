@@ -81,23 +81,26 @@ impl NpzFile {
         Ok(self.array(name)?.0)
     }
 
-    /// Array `name` (f32 or f64) as f64, with its shape.
-    pub fn read_f64(&mut self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
+    /// Array `name` as stored: its header and its raw little-endian bytes.
+    pub fn read_raw(&mut self, name: &str) -> Result<(NpyHeader, Vec<u8>)> {
         let path = self.path.clone();
         let (header, mut reader) = self.array(name)?;
         let mut bytes = vec![0u8; header.elements() * header.dtype.size()];
         reader
             .read_exact(&mut bytes)
             .map_err(|e| file_error(&path, format!("array '{name}' is truncated: {e}")))?;
+        Ok((header, bytes))
+    }
+
+    /// Array `name` (any supported type) as f64, with its shape.
+    pub fn read_f64(&mut self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
+        let (header, bytes) = self.read_raw(name)?;
         let values = match header.dtype {
             ElementType::F64 => bytes
                 .chunks_exact(8)
                 .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
                 .collect(),
-            ElementType::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                .collect(),
+            ElementType::F32 => f32s(&bytes).map(f64::from).collect(),
             ElementType::U8 => bytes.iter().map(|&b| b as f64).collect(),
         };
         Ok((header.shape, values))
@@ -105,22 +108,19 @@ impl NpzFile {
 
     /// Array `name` (f32) with its shape.
     pub fn read_f32(&mut self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-        let path = self.path.clone();
-        let (header, mut reader) = self.array(name)?;
+        let (header, bytes) = self.read_raw(name)?;
         if header.dtype != ElementType::F32 {
             return Err(file_error(
-                &path,
+                &self.path,
                 format!("array '{name}' holds {:?}, expected float32", header.dtype),
             ));
         }
-        let mut bytes = vec![0u8; header.elements() * 4];
-        reader
-            .read_exact(&mut bytes)
-            .map_err(|e| file_error(&path, format!("array '{name}' is truncated: {e}")))?;
-        let values = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        Ok((header.shape, values))
+        Ok((header.shape, f32s(&bytes).collect()))
     }
+}
+
+fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
 }
