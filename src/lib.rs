@@ -11,6 +11,7 @@
 //! | [`model`] | `rar-model` | the RAR transformer, configs, checkpoints, KV-cached decoding |
 //! | [`sample`] | `rar-sample` | the KV-cached sampler, PNG grids, the evaluation `.npz` |
 //! | [`train`] | `rar-train` | the training loop |
+//! | [`serve`] | `rar-serve` | the batching engine: concurrent requests in one KV-cached batch, bounded queue, cancellation |
 //! | [`eval`] | `rar-eval` | the ADM evaluator's FID, sFID, Inception Score, precision and recall |
 //!
 //! plus [`device`], choosing a burn device from a command-line name.
@@ -21,6 +22,7 @@ pub use rar_data as data;
 pub use rar_eval as eval;
 pub use rar_model as model;
 pub use rar_sample as sample;
+pub use rar_serve as serve;
 pub use rar_train as train;
 pub use rar_vq as vq;
 pub use rar_weights as weights;

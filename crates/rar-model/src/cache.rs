@@ -42,7 +42,7 @@
 //! Decode on a device without autodiff (or on `model.valid()`): the cache is inference state and
 //! is not meant to be differentiated through.
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rar_core::{ScanOrder, SequenceLayout};
 
 use crate::error::{RarModelError, Result};
@@ -281,5 +281,45 @@ impl KvCache {
     pub fn reset(&mut self) {
         self.len = 0;
         self.condition = None;
+    }
+
+    /// Keeps only the rows `rows` (indices into the current batch, in the order given) and
+    /// drops the others, so a running batch shrinks when some of its sequences are no longer
+    /// wanted (a server's cancelled request): later steps then compute only the rows kept.
+    /// With a plan of per-row orders, rebuild the plan for the rows kept.
+    pub fn retain_rows(&mut self, rows: &[usize]) -> Result<()> {
+        if let Some(&bad) = rows.iter().find(|&&r| r >= self.batch) {
+            return Err(RarModelError::Cache(format!(
+                "row {bad} is not in the cache's {} rows",
+                self.batch
+            )));
+        }
+        if rows.is_empty() {
+            return Err(RarModelError::Cache(
+                "retain_rows needs at least one row to keep".into(),
+            ));
+        }
+        if rows.len() == self.batch && rows.iter().enumerate().all(|(i, &r)| i == r) {
+            return Ok(());
+        }
+        let device = self
+            .layers
+            .first()
+            .and_then(|l| l.k.as_ref())
+            .map(|k| k.device())
+            .ok_or_else(|| RarModelError::Cache("the cache has no blocks".into()))?;
+        let index: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [rows.len()]), &device);
+        for layer in &mut self.layers {
+            for slot in [&mut layer.k, &mut layer.v] {
+                let buffer = slot
+                    .take()
+                    .expect("KV buffer is always present between calls");
+                *slot = Some(buffer.select(0, index.clone()));
+            }
+        }
+        self.condition = self.condition.take().map(|c| c.select(0, index));
+        self.batch = rows.len();
+        Ok(())
     }
 }

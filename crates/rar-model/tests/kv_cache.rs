@@ -226,3 +226,66 @@ fn cache_misuse_is_an_error() {
             .is_err()
     );
 }
+
+/// Dropping rows from a running batch (`KvCache::retain_rows`, how a server frees a cancelled
+/// request's rows): the rows kept continue exactly as a batch that only ever held them.
+#[test]
+fn retained_rows_continue_like_a_batch_of_only_them() {
+    let Some(dir) = model_dirs().into_iter().next() else {
+        return;
+    };
+    for (dev_name, device) in devices() {
+        let model = fixture_model(&dir, &device);
+        let n = model.config().image_seq_len;
+        let v = model.config().codebook_size as u64;
+        let space = model.config().token_space();
+        let plan = model.decode_plan(&DecodeOrder::raster(n).unwrap()).unwrap();
+        let classes = [0, space.num_classes - 1, 1];
+        let cond: Vec<i64> = classes
+            .iter()
+            .map(|&c| space.class_id(c).unwrap() as i64)
+            .collect();
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        // by_step[s][r]: the token fed for row r at step s
+        let by_step: Vec<Vec<i64>> = (0..n)
+            .map(|_| (0..3).map(|_| rng.below(v) as i64).collect())
+            .collect();
+        let keep = [2usize, 0];
+        let cut = n / 2;
+
+        // All three rows up to `cut` steps, then only rows 2 and 0.
+        let mut cache = model.new_cache(3, &device);
+        let mut got = model
+            .prefill(ints(cond.clone(), [3], &device), &plan, &mut cache)
+            .unwrap();
+        for (s, step) in by_step.iter().enumerate().take(n - 1) {
+            if s == cut {
+                cache.retain_rows(&keep).unwrap();
+                assert_eq!(cache.batch_size(), 2);
+            }
+            let rows: &[usize] = if s < cut { &[0, 1, 2] } else { &keep };
+            let fed: Vec<i64> = rows.iter().map(|&r| step[r]).collect();
+            got = model
+                .step(ints(fed, [rows.len()], &device), &plan, &mut cache)
+                .unwrap();
+        }
+        // The same two rows decoded alone from the start.
+        let mut alone = model.new_cache(2, &device);
+        let kept_cond: Vec<i64> = keep.iter().map(|&r| cond[r]).collect();
+        let mut want = model
+            .prefill(ints(kept_cond, [2], &device), &plan, &mut alone)
+            .unwrap();
+        for step in by_step.iter().take(n - 1) {
+            let fed: Vec<i64> = keep.iter().map(|&r| step[r]).collect();
+            want = model
+                .step(ints(fed, [2], &device), &plan, &mut alone)
+                .unwrap();
+        }
+        let err = rel_err(&values(got), &values(want));
+        println!("retain_rows, {dev_name}: rel err {err:.2e}");
+        assert!(err <= KV_TOL.on(dev_name), "{dev_name}: {err}");
+
+        assert!(cache.retain_rows(&[5]).is_err());
+        assert!(cache.retain_rows(&[]).is_err());
+    }
+}

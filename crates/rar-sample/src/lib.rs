@@ -7,6 +7,8 @@
 //! * [`Sampler`], [`SamplingConfig`] (with [`SamplingConfig::preset`], the authors' settings
 //!   per released model) — class-conditional token grids in raster order (or any scan order,
 //!   or one order per sample);
+//! * [`SampleRequest`], [`RequestBatch`] — a batch of independent requests, each with its own
+//!   class, settings and seed, decoded step by step (what a server batches);
 //! * [`make_grid`], [`write_png_grid`], [`write_png_grid_u8`] — tiled PNGs, written
 //!   atomically;
 //! * [`EvalSet`], [`write_eval_npz`], [`NpzWriter`] — the 50 000-image `.npz` the ADM
@@ -36,10 +38,12 @@ mod eval;
 mod grid;
 mod logits;
 mod npz;
+mod requests;
 mod sampler;
 
 pub use error::{Result, SampleError};
 pub use eval::{EvalSet, write_eval_npz};
 pub use grid::{make_grid, write_png_grid, write_png_grid_u8};
 pub use npz::{NpzError, NpzWriter};
+pub use requests::{RequestBatch, SampleRequest};
 pub use sampler::{Sampler, SamplingConfig};

@@ -29,6 +29,7 @@ use rar_model::{DecodeOrder, DecodePlan, KvCache, Rar, RarPreset};
 
 use crate::error::{Result, SampleError};
 use crate::logits;
+use crate::requests::{RequestBatch, SampleRequest};
 
 /// How to sample: guidance, temperature, filtering, order and cache use.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,6 +211,13 @@ impl<'m> Sampler<'m> {
             logits::sample_categorical(l, 1.0)
         })?;
         self.to_raster(generated, &key)
+    }
+
+    /// Generates one token grid per request (`N` raster-order codes each), every request with
+    /// its own settings and seed: a request's tokens do not depend on the others in the call
+    /// (see [`RequestBatch`], which this runs to the end).
+    pub fn sample_requests(&self, requests: &[SampleRequest]) -> Result<Vec<Vec<u32>>> {
+        RequestBatch::start(self.model, requests.to_vec())?.finish()
     }
 
     /// Runs the sampling loop with `forced` tokens (`[B, N]`, in generation order) in place of

@@ -1,0 +1,43 @@
+//! # rar-serve — serving RAR
+//!
+//! The batching engine of an image-generation server: concurrent jobs (one or more images,
+//! each with its own class, guidance, temperature, filtering and seed) wait in a bounded queue
+//! and run together as one KV-cached batch ([`rar_sample::RequestBatch`]), with progress
+//! events every `k` tokens and cancellation that frees a job's rows between steps.
+//!
+//! * [`Engine`], [`EngineConfig`] — the worker thread and its batching limits;
+//! * [`Ticket`], [`JobEvent`] — what a submitted job returns (drop it to cancel);
+//! * [`EngineError`] — full queue, oversized or invalid jobs, device failures.
+//!
+//! The HTTP front end, the web page and the load benchmark (issue #16) build on this.
+//!
+//! ```
+//! use burn::tensor::Device;
+//! use rar_model::RarConfig;
+//! use rar_sample::{SampleRequest, SamplingConfig};
+//! use rar_serve::{Engine, EngineConfig};
+//!
+//! let device = Device::flex();
+//! let model = RarConfig::new(32, 1, 2, 64)
+//!     .with_image_seq_len(16)
+//!     .with_codebook_size(16)
+//!     .with_num_classes(3)
+//!     .init(&device);
+//! let engine = Engine::start(model, EngineConfig::default()).unwrap();
+//! let options = SamplingConfig::default();
+//! let ticket = engine
+//!     .submit(vec![SampleRequest::new(2, &options, 7)], None)
+//!     .unwrap();
+//! let images = ticket.wait().unwrap();
+//! assert_eq!((images.len(), images[0].len()), (1, 16));
+//! ```
+#![warn(missing_docs)]
+
+mod engine;
+mod error;
+mod job;
+mod queue;
+
+pub use engine::{Engine, EngineConfig, EngineSnapshot};
+pub use error::EngineError;
+pub use job::{JobEvent, JobResult, Ticket};
