@@ -286,8 +286,14 @@ impl<'m> RequestBatch<'m> {
             let index = Tensor::<1, Int>::from_data(TensorData::new(index, [len]), &device);
             self.logits = Some(logits.select(0, index));
         }
-        let mut old = std::mem::take(&mut self.rows);
-        self.rows = kept.iter().map(|&i| std::mem::take(&mut old[i])).collect();
+        let mut keep_row = vec![false; b];
+        kept.iter().for_each(|&i| keep_row[i] = true);
+        let old = std::mem::take(&mut self.rows);
+        self.rows = old
+            .into_iter()
+            .zip(keep_row)
+            .filter_map(|(row, keep)| keep.then_some(row))
+            .collect();
         kept
     }
 
@@ -295,16 +301,6 @@ impl<'m> RequestBatch<'m> {
     pub fn finish(mut self) -> Result<Vec<Vec<u32>>> {
         while !self.step()? {}
         Ok(self.rows.into_iter().map(|r| r.tokens).collect())
-    }
-}
-
-impl Default for Row {
-    fn default() -> Self {
-        Self {
-            request: SampleRequest::new(0, &SamplingConfig::default(), 0),
-            rng: Xoshiro256PlusPlus::seed_from_u64(0),
-            tokens: Vec::new(),
-        }
     }
 }
 
