@@ -106,7 +106,6 @@ pub struct RequestBatch<'m> {
     /// Logits `[R, V]` for the next draw (`None` once every token is drawn).
     logits: Option<Tensor<2>>,
     num_tokens: usize,
-    vocab: usize,
 }
 
 impl<'m> RequestBatch<'m> {
@@ -152,8 +151,22 @@ impl<'m> RequestBatch<'m> {
             rows,
             logits: Some(logits),
             num_tokens: n,
-            vocab: config.codebook_size,
         })
+    }
+
+    /// The cache row of each request's unconditional half: guided requests, in order, after
+    /// the conditional rows of all requests (`None` for a request with guidance off).
+    fn unconditional_rows(&self) -> Vec<Option<usize>> {
+        let mut next = self.rows.len();
+        self.rows
+            .iter()
+            .map(|row| {
+                row.request.guidance.is_enabled().then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect()
     }
 
     /// Number of requests still in the batch.
@@ -204,21 +217,17 @@ impl<'m> RequestBatch<'m> {
         let Some(logits) = self.logits.take() else {
             return Ok(true);
         };
-        let [r, v] = logits.dims();
-        debug_assert_eq!(v, self.vocab);
+        let [_, v] = logits.dims();
         let host = logits.into_data().try_to_vec::<f32>().map_err(|e| {
             SampleError::InvalidRequest(format!("reading the step's logits: {e:?}"))
         })?;
-        debug_assert_eq!(host.len(), r * v);
         let s = self.steps_done();
-        let b = self.rows.len();
-        let mut uncond_row = b;
+        let unconditional = self.unconditional_rows();
         let mut scratch = vec![0f32; v];
         for (i, row) in self.rows.iter_mut().enumerate() {
             let cond = &host[i * v..(i + 1) * v];
-            if row.request.guidance.is_enabled() {
-                let uncond = &host[uncond_row * v..(uncond_row + 1) * v];
-                uncond_row += 1;
+            if let Some(u) = unconditional[i] {
+                let uncond = &host[u * v..(u + 1) * v];
                 let g = row.request.guidance.scale_at(s, self.num_tokens);
                 for ((out, &c), &u) in scratch.iter_mut().zip(cond).zip(uncond) {
                     *out = u + (c - u) * g;
@@ -235,12 +244,14 @@ impl<'m> RequestBatch<'m> {
             row.tokens.push(token as u32);
         }
         if s + 1 < self.num_tokens {
+            // the drawn token goes to the request's conditional and unconditional rows
             let mut fed: Vec<i64> = self.rows.iter().map(|r| r.tokens[s] as i64).collect();
             fed.extend(
                 self.rows
                     .iter()
-                    .filter(|r| r.request.guidance.is_enabled())
-                    .map(|r| r.tokens[s] as i64),
+                    .zip(&unconditional)
+                    .filter(|(_, u)| u.is_some())
+                    .map(|(r, _)| r.tokens[s] as i64),
             );
             let device = self.model.device();
             let len = fed.len();
@@ -266,16 +277,9 @@ impl<'m> RequestBatch<'m> {
             return kept;
         }
         let b = self.rows.len();
-        let mut uncond_of = vec![None; b];
-        let mut next = b;
-        for (i, row) in self.rows.iter().enumerate() {
-            if row.request.guidance.is_enabled() {
-                uncond_of[i] = Some(next);
-                next += 1;
-            }
-        }
+        let unconditional = self.unconditional_rows();
         let mut cache_rows: Vec<usize> = kept.clone();
-        cache_rows.extend(kept.iter().filter_map(|&i| uncond_of[i]));
+        cache_rows.extend(kept.iter().filter_map(|&i| unconditional[i]));
         self.cache
             .retain_rows(&cache_rows)
             .expect("rows of a live batch are valid cache rows");

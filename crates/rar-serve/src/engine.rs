@@ -243,7 +243,7 @@ impl Drop for Engine {
 }
 
 /// Runs one batch of `jobs` to the end, dropping cancelled jobs between steps.
-fn run_batch(model: &Rar, mut jobs: Vec<QueuedJob>, stats: &EngineStats) {
+fn run_batch(model: &Rar, jobs: Vec<QueuedJob>, stats: &EngineStats) {
     stats.batches.fetch_add(1, Ordering::Relaxed);
     let requests: Vec<SampleRequest> = jobs.iter().flat_map(|j| j.requests.clone()).collect();
     // owner[i]: the job of batch row i
@@ -297,12 +297,15 @@ fn run_batch(model: &Rar, mut jobs: Vec<QueuedJob>, stats: &EngineStats) {
             }
         }
         let steps = batch.steps_done();
+        let tokens_of = |j: usize| -> Vec<Vec<u32>> {
+            (0..owner.len())
+                .filter(|&i| owner[i] == j)
+                .map(|i| batch.tokens(i).to_vec())
+                .collect()
+        };
         if done {
-            for (j, job) in jobs.iter_mut().enumerate().filter(|(j, _)| live[*j]) {
-                let tokens: Vec<Vec<u32>> = (0..owner.len())
-                    .filter(|&i| owner[i] == j)
-                    .map(|i| batch.tokens(i).to_vec())
-                    .collect();
+            for (j, job) in jobs.iter().enumerate().filter(|(j, _)| live[*j]) {
+                let tokens = tokens_of(j);
                 stats.jobs_completed.fetch_add(1, Ordering::Relaxed);
                 stats
                     .images_completed
@@ -313,10 +316,7 @@ fn run_batch(model: &Rar, mut jobs: Vec<QueuedJob>, stats: &EngineStats) {
         }
         for (j, job) in jobs.iter().enumerate().filter(|(j, _)| live[*j]) {
             if job.progress_every.is_some_and(|k| steps % k == 0) && steps < n {
-                let tokens: Vec<Vec<u32>> = (0..owner.len())
-                    .filter(|&i| owner[i] == j)
-                    .map(|i| batch.tokens(i).to_vec())
-                    .collect();
+                let tokens = tokens_of(j);
                 // a full channel means a slow reader: it misses this frame, not the result
                 let _ = job.progress.try_send(JobEvent {
                     steps,
