@@ -7,19 +7,16 @@
 //! and 30% of the steps (earlier than the paper's 50%/75%, so a short CPU budget leaves most
 //! steps to the raster order sampling uses). It then samples `--per-class` grids per class,
 //! writes `quickstart.png` (a row per class) and prints the validation loss and the share of
-//! samples the rule-based checker accepts (figures: README.md).
+//! samples the rule-based checker accepts (figures: README.md). The weights are saved as
+//! `quickstart.bpk` (and its config as `quickstart.json`) for `--load-model` and for the
+//! `serve` example.
 
 mod common;
 
 use anyhow::{Context, Result};
-use burn::module::Module;
 use clap::Parser;
 use rar::data::toy::{TOY_CLASSES, TOY_SIDE, is_valid_instance};
-use rar::model::{ComputePrecision, Rar};
-use rar::train::{
-    ConsoleProgress, OptimizerConfig, Trainer, TrainingConfig, sample_validity, toy_training_data,
-    toy_validation_data, validation_loss,
-};
+use rar::train::{sample_validity, toy_validation_data, validation_loss};
 use rar::weights::WeightFormat;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -31,49 +28,23 @@ struct Args {
     /// data-parallel.
     #[arg(long, default_value = "flex")]
     device: String,
-    /// Precision of the products: f32, or bf16 over fp32 weights (emulated, slower on CPUs).
-    #[arg(long, default_value = "f32", value_parser = common::sampling::parse_precision)]
-    precision: ComputePrecision,
-    /// Optimizer steps.
-    #[arg(long, default_value_t = 2500)]
-    steps: u64,
-    /// Batch size.
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
-    /// Hidden width.
-    #[arg(long, default_value_t = 128)]
-    hidden: usize,
-    /// Number of transformer blocks.
-    #[arg(long, default_value_t = 3)]
-    depth: usize,
-    /// Attention heads.
-    #[arg(long, default_value_t = 4)]
-    heads: usize,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 2e-3)]
-    lr: f64,
-    /// Start of the randomness annealing (fraction of the steps).
-    #[arg(long, default_value_t = 0.1)]
-    anneal_start: f64,
-    /// End of the randomness annealing (fraction of the steps).
-    #[arg(long, default_value_t = 0.3)]
-    anneal_end: f64,
+    /// The model's size and training recipe.
+    #[command(flatten)]
+    training: common::toy::ToyTraining,
     /// Samples per class in the grid.
     #[arg(long, default_value_t = 10)]
     per_class: usize,
     /// How to sample.
     #[command(flatten)]
     sampling: common::sampling::ToySampling,
-    /// Seed of data, orders, initialisation and sampling.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Print a metrics line every this many steps.
-    #[arg(long, default_value_t = 250)]
-    log_every: u64,
-    /// Also save the trained weights here (burnpack, `.bpk`).
+    /// Save the trained weights here (burnpack, with the model config beside it as `.json`):
+    /// `serve` and `--load-model` use them.
+    #[arg(long, default_value = common::toy::DEFAULT_TOY_MODEL)]
+    save_model: PathBuf,
+    /// Do not save the trained weights.
     #[arg(long)]
-    save_model: Option<PathBuf>,
-    /// Skip training: sample from a `.bpk` of `--save-model` (same size flags).
+    no_save: bool,
+    /// Skip training: sample from a `.bpk` saved by an earlier run.
     #[arg(long)]
     load_model: Option<PathBuf>,
     /// Output PNG.
@@ -88,45 +59,31 @@ fn main() -> Result<()> {
     let sampling = args.sampling.options()?;
     sampling.validate()?;
     common::check_output(&args.out, None)?;
-    args.save_model
-        .iter()
+    let save = (!args.no_save && args.load_model.is_none()).then_some(&args.save_model);
+    save.iter()
         .try_for_each(|p| common::check_output(p, Some(WeightFormat::Burnpack)))?;
-    let config = TrainingConfig::new(
-        common::toy_model(args.hidden, args.depth, args.heads),
-        OptimizerConfig::new(),
-    )
-    .with_steps(args.steps)
-    .with_batch_size(args.batch_size)
-    .with_base_lr(args.lr)
-    .with_warmup_steps((args.steps / 20).max(1))
-    .with_anneal_start(args.anneal_start)
-    .with_anneal_end(args.anneal_end)
-    .with_seed(args.seed)
-    .with_precision(args.precision)
-    .with_val_size(250)
-    .with_log_every(args.log_every);
-    println!("training RAR ({} parameters)", config.model.num_params());
+    let config = args.training.config();
     let start = Instant::now();
-    let model = if let Some(path) = &args.load_model {
-        Rar::from_burnpack(path, &config.model, &devices[0])?
-    } else {
-        let mut trainer = Trainer::new(config.clone(), toy_training_data(&config)?, devices)?;
-        trainer.run(&mut ConsoleProgress::new(0, config.steps))?;
-        println!("trained in {:.1} s", start.elapsed().as_secs_f64());
-        trainer.model().valid()
+    let model = match &args.load_model {
+        Some(path) => common::toy::load_toy(path, &config.model, &devices[0])?,
+        None => args.training.train(devices)?,
     };
     let validation = toy_validation_data(&config);
-    let (val_loss, val_acc) = validation_loss(&model, &validation, args.batch_size)?;
+    let (val_loss, val_acc) = validation_loss(&model, &validation, config.batch_size)?;
     println!("validation loss {val_loss:.4} (token accuracy {val_acc:.3}, raster order)");
-    if let Some(path) = &args.save_model {
-        model.save_burnpack(path)?;
-        println!("saved {}", path.display());
+    if let Some(path) = save {
+        common::toy::save_toy(&model, path)?;
+        println!(
+            "saved {} and {} (serve them: cargo run --release --example serve)",
+            path.display(),
+            common::toy::config_path(path).display()
+        );
     }
 
     let classes: Vec<usize> = (0..TOY_CLASSES)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
-    let (grids, validity) = sample_validity(&model, &classes, &sampling, args.seed)?;
+    let (grids, validity) = sample_validity(&model, &classes, &sampling, config.seed)?;
     let per_class: Vec<String> = (0..TOY_CLASSES)
         .map(|c| {
             let ok = grids

@@ -11,7 +11,7 @@
 //! | [`model`] | `rar-model` | the RAR transformer, configs, checkpoints, KV-cached decoding |
 //! | [`sample`] | `rar-sample` | the KV-cached sampler, PNG grids, the evaluation `.npz` |
 //! | [`train`] | `rar-train` | the training loop |
-//! | [`serve`] | `rar-serve` | the batching engine: concurrent requests in one KV-cached batch, bounded queue, cancellation |
+//! | [`serve`] | `rar-serve` | the image-generation server: concurrent requests in one KV-cached batch, bounded queue, cancellation, HTTP API with streaming, web page |
 //! | [`eval`] | `rar-eval` | the ADM evaluator's FID, sFID, Inception Score, precision and recall |
 //!
 //! plus [`device`], choosing a burn device from a command-line name.

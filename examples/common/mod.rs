@@ -8,6 +8,7 @@ pub mod draw;
 pub mod generator;
 pub mod sampling;
 pub mod shape;
+pub mod toy;
 
 use rar::data::toy::{TOY_CLASSES, TOY_CODEBOOK, TOY_TOKENS};
 use std::path::Path;

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rar_model::Rar;
 use rar_sample::{RequestBatch, SampleRequest};
@@ -33,15 +34,22 @@ pub struct EngineConfig {
     pub max_jobs_per_batch: usize,
     /// Jobs that may wait; one more is refused with [`EngineError::QueueFull`].
     pub queue_capacity: usize,
+    /// How long an idle worker that found a batch with room waits for more jobs before it
+    /// starts (0: start at once). Clients that resubmit as soon as their answer arrives
+    /// come back a few milliseconds apart; a short window lets them share one batch
+    /// instead of splitting into a lone job and the rest.
+    pub gather_window: Duration,
 }
 
 impl Default for EngineConfig {
-    /// 16 images per batch, any number of jobs per batch, 64 waiting jobs.
+    /// 16 images per batch, any number of jobs per batch, 64 waiting jobs, no gather
+    /// window.
     fn default() -> Self {
         Self {
             max_batch_images: 16,
             max_jobs_per_batch: usize::MAX,
             queue_capacity: 64,
+            gather_window: Duration::ZERO,
         }
     }
 }
@@ -60,7 +68,7 @@ struct EngineStats {
 }
 
 /// The engine's counters (since start) and its queue depth, read by [`Engine::snapshot`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct EngineSnapshot {
     /// Jobs accepted into the queue.
     pub jobs_submitted: u64,
@@ -87,6 +95,7 @@ pub struct Engine {
     config: EngineConfig,
     num_classes: usize,
     num_tokens: usize,
+    codebook_size: usize,
     queue: Arc<JobQueue>,
     stats: Arc<EngineStats>,
     next_id: AtomicU64,
@@ -103,6 +112,7 @@ impl Engine {
         }
         let num_classes = model.config().num_classes;
         let num_tokens = model.config().image_seq_len;
+        let codebook_size = model.config().codebook_size;
         let queue = Arc::new(JobQueue::new(config.queue_capacity));
         let stats = Arc::new(EngineStats::default());
         let worker = {
@@ -110,9 +120,11 @@ impl Engine {
             std::thread::Builder::new()
                 .name("rar-serve-engine".into())
                 .spawn(move || {
-                    while let Some(jobs) =
-                        queue.take_batch(config.max_batch_images, config.max_jobs_per_batch)
-                    {
+                    while let Some(jobs) = queue.take_batch(
+                        config.max_batch_images,
+                        config.max_jobs_per_batch,
+                        config.gather_window,
+                    ) {
                         run_batch(&model, jobs, &stats);
                     }
                 })
@@ -122,6 +134,7 @@ impl Engine {
             config,
             num_classes,
             num_tokens,
+            codebook_size,
             queue,
             stats,
             next_id: AtomicU64::new(1),
@@ -142,6 +155,11 @@ impl Engine {
     /// Tokens per image (`N`).
     pub fn num_tokens(&self) -> usize {
         self.num_tokens
+    }
+
+    /// Codebook size (`V`): token ids are below it.
+    pub fn codebook_size(&self) -> usize {
+        self.codebook_size
     }
 
     /// Queues a job of `requests` (one image each). With `progress_every = Some(k)` the

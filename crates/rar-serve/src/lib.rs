@@ -9,7 +9,16 @@
 //! * [`Ticket`], [`JobEvent`] — what a submitted job returns (drop it to cancel);
 //! * [`EngineError`] — full queue, oversized or invalid jobs, device failures.
 //!
-//! The HTTP front end, the web page and the load benchmark (issue #16) build on this.
+//! On top of it, the HTTP server ([`Server`], axum on tokio): `POST /v1/generate` (PNG grid
+//! or JSON), `POST /v1/generate/stream` (server-sent events with the partial images every
+//! `k` tokens), `GET /v1/classes`, `/healthz`, `/metrics` (Prometheus) and a web page at `/`.
+//! Bad input is a 4xx JSON error naming the field ([`ApiError`]); a full queue is 429 with
+//! `Retry-After`.
+//!
+//! * [`Server`], [`ServerConfig`], [`RunningServer`] — routes, limits, a listening server;
+//! * [`Renderer`] — tokens to pictures (toy palette or the VQ tokenizer);
+//! * [`ClassNames`] — the ImageNet-1k names (embedded) or any list;
+//! * [`GenerateRequest`] — the JSON body.
 //!
 //! ```
 //! use burn::tensor::Device;
@@ -33,11 +42,23 @@
 //! ```
 #![warn(missing_docs)]
 
+mod api;
+mod classes;
 mod engine;
 mod error;
+mod http_error;
 mod job;
+mod metrics;
 mod queue;
+mod render;
+mod server;
 
+pub use api::{ClassSpec, GenerateRequest, OutputFormat, ScheduleKind};
+pub use classes::ClassNames;
 pub use engine::{Engine, EngineConfig, EngineSnapshot};
 pub use error::EngineError;
+pub use http_error::ApiError;
 pub use job::{JobEvent, JobResult, Ticket};
+pub use metrics::{Latency, MetricsReport};
+pub use render::{GRID_GAP, PENDING_GREY, RenderError, Renderer};
+pub use server::{RunningServer, Server, ServerConfig};

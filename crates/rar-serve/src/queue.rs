@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use rar_sample::SampleRequest;
 
@@ -102,16 +103,19 @@ impl JobQueue {
         self.cancelled_waiting.load(Ordering::Relaxed)
     }
 
-    /// Waits for at least one job, then takes jobs in arrival order while their images fit
-    /// in `max_rows` and their number in `max_jobs` (the first job is always taken). `None`
-    /// once the queue is shut down and empty.
-    pub fn take_batch(&self, max_rows: usize, max_jobs: usize) -> Option<Vec<QueuedJob>> {
+    /// Waits for at least one job, then up to `gather` more for the batch to fill, then takes
+    /// jobs in arrival order while their images fit in `max_rows` and their number in
+    /// `max_jobs` (the first job is always taken). `None` once the queue is shut down and
+    /// empty.
+    pub fn take_batch(
+        &self,
+        max_rows: usize,
+        max_jobs: usize,
+        gather: Duration,
+    ) -> Option<Vec<QueuedJob>> {
         let mut state = self.lock();
         loop {
-            let before = state.jobs.len();
-            state.jobs.retain(|j| !j.is_cancelled());
-            let gone = (before - state.jobs.len()) as u64;
-            self.cancelled_waiting.fetch_add(gone, Ordering::Relaxed);
+            self.drop_cancelled(&mut state);
             if !state.jobs.is_empty() {
                 break;
             }
@@ -119,6 +123,29 @@ impl JobQueue {
                 return None;
             }
             state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        let deadline = Instant::now() + gather;
+        loop {
+            let rows: usize = state.jobs.iter().map(|j| j.requests.len()).sum();
+            let now = Instant::now();
+            if rows >= max_rows
+                || state.jobs.len() >= max_jobs
+                || now >= deadline
+                || state.shut_down
+            {
+                break;
+            }
+            state = self
+                .ready
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        // Jobs cancelled during the window leave; if none is left, wait again.
+        self.drop_cancelled(&mut state);
+        if state.jobs.is_empty() {
+            drop(state);
+            return self.take_batch(max_rows, max_jobs, gather);
         }
         let mut batch = Vec::new();
         let mut rows = 0;
@@ -131,6 +158,14 @@ impl JobQueue {
             batch.push(state.jobs.pop_front().expect("front exists"));
         }
         Some(batch)
+    }
+
+    /// Removes the cancelled jobs, counting them.
+    fn drop_cancelled(&self, state: &mut State) {
+        let before = state.jobs.len();
+        state.jobs.retain(|j| !j.is_cancelled());
+        let gone = (before - state.jobs.len()) as u64;
+        self.cancelled_waiting.fetch_add(gone, Ordering::Relaxed);
     }
 
     /// Refuses new jobs and wakes the worker; jobs already queued are still served.

@@ -34,6 +34,7 @@ fn engine_with(model: Rar, max_batch_images: usize, max_jobs: usize, queue: usiz
         max_batch_images,
         max_jobs_per_batch: max_jobs,
         queue_capacity: queue,
+        ..EngineConfig::default()
     };
     Engine::start(model, config).unwrap()
 }
@@ -221,4 +222,39 @@ fn cancelled_jobs_free_their_slot() {
     let s = engine.snapshot();
     assert_eq!(s.jobs_cancelled, 3, "{s:?}");
     assert_eq!((s.jobs_completed, s.batches), (1, 2), "{s:?}");
+}
+
+#[test]
+fn a_gather_window_lets_jobs_arriving_just_after_share_the_batch_and_a_full_batch_starts_at_once() {
+    let device = Device::flex();
+    let config = EngineConfig {
+        gather_window: Duration::from_millis(500),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(small_model(&device), config).unwrap();
+    let first = engine.submit(vec![request(0, 1)], None).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    let second = engine
+        .submit(vec![request(1, 2), request(2, 3)], None)
+        .unwrap();
+    first.wait().unwrap();
+    second.wait().unwrap();
+    assert_eq!(engine.snapshot().batches, 1);
+    assert_eq!(engine.snapshot().images_completed, 3);
+
+    // A batch that is full does not wait out the window (a minute here).
+    let config = EngineConfig {
+        max_batch_images: 2,
+        gather_window: Duration::from_secs(60),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(small_model(&device), config).unwrap();
+    let ticket = engine
+        .submit(vec![request(0, 1), request(1, 2)], None)
+        .unwrap();
+    let result = ticket.wait_timeout(Duration::from_secs(30));
+    assert!(
+        result.is_some(),
+        "a full batch waited for the gather window"
+    );
 }
