@@ -46,6 +46,10 @@ struct Args {
     /// Model preset of --checkpoint (rar-b … rar-xxl) [default: inferred].
     #[arg(long)]
     preset: Option<String>,
+    /// A reference-format config.json for --checkpoint instead of a preset (small custom
+    /// models).
+    #[arg(long, conflicts_with = "preset", requires = "checkpoint")]
+    config: Option<PathBuf>,
     /// MaskGIT-VQGAN tokenizer weights (.bin or .safetensors) for --checkpoint.
     #[arg(long, requires = "checkpoint")]
     tokenizer: Option<PathBuf>,
@@ -82,26 +86,28 @@ struct Served {
 }
 
 fn released(args: &Args, checkpoint: &PathBuf, device: &Device) -> Result<Served> {
-    let config = match &args.preset {
-        Some(name) => Some(
-            RarPreset::from_name(name)
-                .with_context(|| format!("unknown preset '{name}' (rar-b … rar-xxl)"))?
-                .config(),
-        ),
-        None => None,
-    };
+    let config = common::generator::model_config(args.preset.as_deref(), args.config.as_deref())?;
     let loaded = Rar::load_checkpoint(checkpoint, config.as_ref(), device, Default::default())
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let tokenizer_path = args.tokenizer.as_ref().context("--tokenizer is required")?;
     let (tokenizer, _) = Tokenizer::from_file(tokenizer_path, device)
         .with_context(|| format!("loading {}", tokenizer_path.display()))?;
-    if tokenizer.codebook_size() != loaded.config.codebook_size {
+    if tokenizer.codebook_size() < loaded.config.codebook_size {
         bail!(
             "{} has {} codes but {} predicts {}",
             tokenizer_path.display(),
             tokenizer.codebook_size(),
             checkpoint.display(),
             loaded.config.codebook_size
+        );
+    }
+    // The decoder is convolutional: it decodes any square grid (16 × 16 tokens → 256 × 256
+    // pixels for the released tokenizer).
+    let n = loaded.config.image_seq_len;
+    if n.isqrt() * n.isqrt() != n {
+        bail!(
+            "{} generates {n} tokens per image, not a square grid the tokenizer can decode",
+            checkpoint.display()
         );
     }
     let preset = loaded.preset.unwrap_or(RarPreset::B);

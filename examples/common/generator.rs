@@ -1,6 +1,6 @@
 //! Choosing and loading a generator checkpoint (`sample_imagenet`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
@@ -24,18 +24,24 @@ pub struct GeneratorFlags {
     pub allow_non_finite: bool,
 }
 
+/// The configuration a `--preset` name or a reference `--config` file gives; `None` when
+/// neither is given (the loader infers it from the checkpoint).
+pub fn model_config(preset: Option<&str>, config: Option<&Path>) -> Result<Option<RarConfig>> {
+    Ok(match (preset, config) {
+        (Some(name), _) => Some(
+            RarPreset::from_name(name)
+                .with_context(|| format!("unknown preset '{name}' (rar-b … rar-xxl)"))?
+                .config(),
+        ),
+        (_, Some(path)) => Some(RarConfig::from_reference_json(path)?),
+        _ => None,
+    })
+}
+
 impl GeneratorFlags {
     /// Loads the checkpoint on `device`.
     pub fn load(&self, device: &Device) -> Result<LoadedCheckpoint> {
-        let config = match (&self.preset, &self.config) {
-            (Some(name), _) => Some(
-                RarPreset::from_name(name)
-                    .with_context(|| format!("unknown preset '{name}' (rar-b … rar-xxl)"))?
-                    .config(),
-            ),
-            (_, Some(path)) => Some(RarConfig::from_reference_json(path)?),
-            _ => None,
-        };
+        let config = model_config(self.preset.as_deref(), self.config.as_deref())?;
         let load = LoadConfig {
             allow_non_finite: self.allow_non_finite,
         };

@@ -2,9 +2,12 @@
 //! the same images as the library sampler run on each alone; a full queue refuses; dropping a
 //! ticket cancels a waiting or a running job and the others are unaffected.
 
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 use burn::tensor::Device;
+use common::wait_until;
 use rar_core::GuidanceSchedule;
 use rar_model::{Rar, RarConfig};
 use rar_sample::{SampleRequest, Sampler};
@@ -47,17 +50,6 @@ fn request(class: usize, seed: u64) -> SampleRequest {
         top_k: None,
         top_p: None,
         seed,
-    }
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

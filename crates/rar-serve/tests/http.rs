@@ -3,13 +3,16 @@
 //! tokens for the same seeds, the stream fills in, every bad input is a 4xx naming its field,
 //! a full queue is 429 with `Retry-After`, and a client that leaves frees its rows.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use burn::tensor::Device;
+use common::wait_until;
 use image::RgbImage;
 use rar_core::GuidanceSchedule;
 use rar_model::{Rar, RarConfig};
@@ -104,17 +107,6 @@ fn expected(model: &Rar, class: usize, seed: u64, count: u64) -> (Vec<Vec<u32>>,
     let n = model.config().image_seq_len;
     let images = Renderer::palette(n, SCALE).render(&tokens, n).unwrap();
     (tokens, images)
-}
-
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]
