@@ -5,7 +5,6 @@ use std::fmt;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 use crate::error::EngineError;
 
@@ -16,19 +15,6 @@ pub struct ApiError {
     field: Option<String>,
     message: String,
     retry_after_s: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
-}
-
-#[derive(Serialize)]
-struct Detail<'a> {
-    status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    message: &'a str,
 }
 
 impl ApiError {
@@ -81,28 +67,21 @@ impl ApiError {
     }
 
     /// The error as its JSON body.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(&Body {
-            error: Detail {
-                status: self.status.as_u16(),
-                field: self.field.as_deref(),
-                message: &self.message,
-            },
-        })
-        .unwrap_or_else(|_| format!("{{\"error\":{{\"status\":{}}}}}", self.status.as_u16()))
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::json!({ "error": {
+            "status": self.status.as_u16(),
+            "field": self.field,
+            "message": self.message,
+        }})
     }
 
-    /// Maps an engine refusal: a full queue is 429, a bad request 422, the rest 500/503.
+    /// Maps an engine refusal: a full queue is 429, a bad request 422, the rest 500/503. (The
+    /// server checks every field itself first, so an engine refusal names no field.)
     pub fn from_engine(error: EngineError, retry_after_s: u64) -> Self {
         match error {
             EngineError::QueueFull { capacity } => Self::busy(capacity, retry_after_s),
             EngineError::TooManyImages { .. } => Self::invalid("count", error.to_string()),
-            EngineError::InvalidRequest(m) => {
-                let field = ["temperature", "guidance", "top_k", "top_p", "class"]
-                    .into_iter()
-                    .find(|f| m.contains(f) || m.contains(&f.replace('_', "-")));
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, field, m)
-            }
+            EngineError::InvalidRequest(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, None, m),
             EngineError::Stopped => Self::new(StatusCode::SERVICE_UNAVAILABLE, None, "stopped"),
             EngineError::Sampling(m) => Self::new(StatusCode::INTERNAL_SERVER_ERROR, None, m),
         }
@@ -125,7 +104,7 @@ impl IntoResponse for ApiError {
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
-            self.to_json(),
+            self.to_value().to_string(),
         )
             .into_response();
         if let Some(s) = self.retry_after_s {

@@ -46,6 +46,7 @@ mod api;
 mod classes;
 mod engine;
 mod error;
+mod generate;
 mod http_error;
 mod job;
 mod metrics;

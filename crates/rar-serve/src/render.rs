@@ -64,16 +64,9 @@ impl Renderer {
                 "{num_tokens} tokens per image is not a square grid"
             )));
         }
-        let padded: Vec<Vec<u32>> = rows
-            .iter()
-            .map(|r| {
-                let mut r = r.clone();
-                r.resize(num_tokens, 0);
-                r
-            })
-            .collect();
         let mut images = match self {
-            Self::Palette { scale, .. } => padded
+            // `render_rgb` draws missing tokens as token 0.
+            Self::Palette { scale, .. } => rows
                 .iter()
                 .map(|r| {
                     let px = (side * scale) as u32;
@@ -82,7 +75,11 @@ impl Renderer {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             Self::Tokenizer(tokenizer) => {
-                let flat: Vec<u32> = padded.concat();
+                let mut flat = Vec::with_capacity(rows.len() * num_tokens);
+                for r in rows {
+                    flat.extend_from_slice(&r[..r.len().min(num_tokens)]);
+                    flat.resize(flat.len() + num_tokens.saturating_sub(r.len()), 0);
+                }
                 tokenizer
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
