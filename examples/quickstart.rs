@@ -50,6 +50,9 @@ struct Args {
     /// Output PNG.
     #[arg(long, default_value = "quickstart.png")]
     out: PathBuf,
+    /// Decode implementation of the sampling.
+    #[command(flatten)]
+    decoder: common::decoder::DecoderArgs,
 }
 
 fn main() -> Result<()> {
@@ -83,7 +86,10 @@ fn main() -> Result<()> {
     let classes: Vec<usize> = (0..TOY_CLASSES)
         .flat_map(|c| std::iter::repeat_n(c, args.per_class))
         .collect();
-    let (grids, validity) = sample_validity(&model, &classes, &sampling, config.seed)?;
+    let first_device = args.device.split(',').next().unwrap_or("flex");
+    let packed = args.decoder.pack(&model, first_device)?;
+    let decoder = common::decoder::decoder(&model, packed.as_ref())?;
+    let (grids, validity) = sample_validity(decoder, &classes, &sampling, config.seed)?;
     let per_class: Vec<String> = (0..TOY_CLASSES)
         .map(|c| {
             let ok = grids

@@ -40,6 +40,9 @@ struct Args {
     /// Device: flex, ndarray, wgpu, cuda:N …
     #[arg(long, default_value = "flex")]
     device: String,
+    /// Decode implementation.
+    #[command(flatten)]
+    decoder: common::decoder::DecoderArgs,
 }
 
 fn main() -> Result<()> {
@@ -55,11 +58,24 @@ fn main() -> Result<()> {
         temperature: 1.0,
         ..SamplingConfig::default()
     };
-    let mut sampler = Sampler::new(&model);
+    let packed = args.decoder.pack(&model, &args.device)?;
+    let mut sampler = Sampler::new(common::decoder::decoder(&model, packed.as_ref())?);
     println!(
-        "model: {}; batch {}; guidance {}; device {}",
-        args.shape, args.batch, args.guidance, args.device
+        "model: {}; batch {}; guidance {}; device {}; decoder {} ({} kernels, {} threads)",
+        args.shape,
+        args.batch,
+        args.guidance,
+        args.device,
+        args.decoder.describe(&args.device),
+        rar::kernels::Isa::active().name(),
+        rayon::current_num_threads()
     );
+    if let Some(p) = &packed {
+        println!(
+            "packed weights: {:.1} MB streamed per step",
+            p.streamed_bytes() as f64 / 1e6
+        );
+    }
 
     let time_batch = |sampler: &mut Sampler, options: &SamplingConfig, seed| {
         common::bench::time_sampling(sampler, &classes, options, seed)

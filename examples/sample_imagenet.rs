@@ -67,6 +67,9 @@ struct Args {
     /// Device: flex, ndarray, wgpu, cuda:N …
     #[arg(long, default_value = "flex")]
     device: String,
+    /// Decode implementation.
+    #[command(flatten)]
+    decoder: common::decoder::DecoderArgs,
 }
 
 fn main() -> Result<()> {
@@ -94,7 +97,9 @@ fn main() -> Result<()> {
     );
     let (tokenizer, _) = Tokenizer::from_file(&args.tokenizer, &device)
         .with_context(|| format!("loading {}", args.tokenizer.display()))?;
-    let mut sampler = Sampler::new(&loaded.model);
+    let packed = args.decoder.pack(&loaded.model, &args.device)?;
+    let mut sampler = Sampler::new(common::decoder::decoder(&loaded.model, packed.as_ref())?);
+    println!("decoding with {}", args.decoder.describe(&args.device));
 
     if args.grid.is_some() || args.png_dir.is_some() {
         let tokens = sampler.sample(&args.classes, &options, Some(args.seed))?;

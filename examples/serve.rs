@@ -36,6 +36,9 @@ struct Args {
     /// Device (flex, ndarray, wgpu[:N], cuda[:N]).
     #[arg(long, default_value = "flex")]
     device: String,
+    /// Decode implementation.
+    #[command(flatten)]
+    decoder: common::decoder::DecoderArgs,
     /// The toy model saved by the quickstart (trained and saved here first if missing).
     #[arg(long, default_value = common::toy::DEFAULT_TOY_MODEL)]
     model: PathBuf,
@@ -184,6 +187,7 @@ fn main() -> Result<()> {
             max_jobs_per_batch: if args.one_at_a_time { 1 } else { usize::MAX },
             queue_capacity: args.queue,
             gather_window: std::time::Duration::from_secs_f64(args.gather_ms / 1e3),
+            packed_weights: args.decoder.precision(&args.device),
         },
     )?;
     let config = ServerConfig {
@@ -195,7 +199,12 @@ fn main() -> Result<()> {
     let server = Server::new(engine, served.renderer, served.classes, config)?
         .spawn(&args.addr)
         .with_context(|| format!("listening on {}", args.addr))?;
-    println!("serving {} on {}", served.what, args.device);
+    println!(
+        "serving {} on {} ({})",
+        served.what,
+        args.device,
+        args.decoder.describe(&args.device)
+    );
     println!("open {} (Ctrl-C stops)", server.url());
     server.wait()?;
     Ok(())

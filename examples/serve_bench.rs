@@ -56,6 +56,9 @@ struct Args {
     /// Device.
     #[arg(long, default_value = "flex")]
     device: String,
+    /// Decode implementation.
+    #[command(flatten)]
+    decoder: common::decoder::DecoderArgs,
     /// Only this mode (batched or one-at-a-time) instead of both.
     #[arg(long)]
     only: Option<String>,
@@ -97,6 +100,7 @@ fn run(args: &Args, one_at_a_time: bool) -> Result<Run> {
             max_jobs_per_batch: if one_at_a_time { 1 } else { usize::MAX },
             queue_capacity: args.clients * 2,
             gather_window: Duration::from_secs_f64(args.gather_ms / 1e3),
+            packed_weights: args.decoder.precision(&args.device),
         },
     )?;
     let defaults = SamplingConfig {

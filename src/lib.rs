@@ -20,6 +20,7 @@
 pub use rar_core as core;
 pub use rar_data as data;
 pub use rar_eval as eval;
+pub use rar_kernels as kernels;
 pub use rar_model as model;
 pub use rar_sample as sample;
 pub use rar_serve as serve;

@@ -22,52 +22,14 @@ embed; 0.03 otherwise; betas 0.9 / 0.96), the scheduler step — in fp32 on the 
 """
 
 import argparse
-import importlib.util
 import os
 import random
-import sys
 import time
-import types
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-
-def load_file(name, path):
-    """Imports the Python file `path` as module `name`."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def import_official(reference):
-    """The official `RAR` class and cosine schedule from the checkout `reference`."""
-    root = Path(reference)
-    rar_file = root / "modeling" / "rar.py"
-    if not rar_file.is_file():
-        sys.exit(f"{rar_file} not found: --reference must be a checkout of bytedance/1d-tokenizer")
-    # Empty package shells, so that `modeling/rar.py`'s `from modeling.modules import BaseModel`
-    # finds the checkout's own BaseModel without running the packages' __init__ files.
-    for name, sub in (("modeling", "modeling"), ("modeling.modules", "modeling/modules")):
-        package = types.ModuleType(name)
-        package.__path__ = [str(root / sub)]
-        sys.modules[name] = package
-    base = load_file("modeling.modules.base_model", root / "modeling" / "modules" / "base_model.py")
-    sys.modules["modeling.modules"].BaseModel = base.BaseModel
-    rar = load_file("modeling.rar", rar_file)
-    schedulers = load_file("rar_reference_lr_schedulers", root / "utils" / "lr_schedulers.py")
-    return rar.RAR, schedulers.get_cosine_schedule_with_warmup
-
-
-class Config(dict):
-    """The attribute access (and `.get`) the official code uses on its OmegaConf config."""
-
-    def __getattr__(self, key):
-        value = self[key]
-        return Config(value) if isinstance(value, dict) else value
+from official import add_shape_arguments, generator_config, import_official
 
 
 NO_DECAY_SUBSTRINGS = ("ln", "bias", "latent_tokens", "mask_token", "embedding", "norm",
@@ -92,13 +54,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reference", default=os.environ.get("RAR_REFERENCE"),
                    help="checkout of bytedance/1d-tokenizer (or set RAR_REFERENCE)")
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--mlp", type=int, default=1024)
-    p.add_argument("--tokens", type=int, default=256)
-    p.add_argument("--codebook", type=int, default=1024)
-    p.add_argument("--classes", type=int, default=1000)
+    add_shape_arguments(p)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--dropout", type=float, default=0.0, help="dropout and attn_drop")
     p.add_argument("--label-dropout", type=float, default=0.1)
@@ -115,15 +71,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     random.seed(args.seed)
-    config = Config(model={
-        "generator": {
-            "hidden_size": args.hidden, "num_hidden_layers": args.depth,
-            "num_attention_heads": args.heads, "intermediate_size": args.mlp,
-            "image_seq_len": args.tokens, "condition_num_classes": args.classes,
-            "dropout": args.dropout, "attn_drop": args.dropout,
-        },
-        "vq_model": {"codebook_size": args.codebook},
-    })
+    config = generator_config(args, dropout=args.dropout)
     model = RAR(config)
     model.train()
     model.set_random_ratio(args.ratio)

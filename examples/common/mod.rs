@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod checks;
+pub mod decoder;
 pub mod draw;
 pub mod generator;
 pub mod sampling;

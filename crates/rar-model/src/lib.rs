@@ -19,6 +19,9 @@
 //!   inferred; [`Rar::load_checkpoint`] with a [`LoadConfig`]), [`LoadedCheckpoint`], [`Rar::save_burnpack`], [`Rar::save_safetensors`];
 //!   the reference layout [`expected_state_dict`], [`infer_config`], [`checkpoint_shapes`],
 //!   [`checkpoint_naming`], [`reference_keys`];
+//! * [`PackedDecoder`] (with [`PackedCache`], [`PackedPrecision`]) — the same KV-cached decode on
+//!   the CPU host with weights packed once (f32 or bf16), near the memory-bandwidth floor;
+//!   [`Decoder`] and [`DecodeCache`] choose between it and the tensor path;
 //! * [`ComputePrecision`], [`with_compute_precision`] — bf16 products over fp32 weights;
 //! * [`RarModelError`], [`Result`].
 //!
@@ -106,6 +109,7 @@ mod cache;
 mod checkpoint;
 pub mod condition;
 mod config;
+mod decoder;
 mod error;
 mod final_layer;
 mod init;
@@ -113,6 +117,7 @@ mod loss;
 mod mlp;
 mod model;
 mod orders;
+mod packed;
 mod precision;
 mod train_ops;
 
@@ -122,7 +127,10 @@ pub use checkpoint::infer::infer_config;
 pub use checkpoint::keys::{checkpoint_naming, expected_state_dict, reference_keys};
 pub use checkpoint::load::{LoadConfig, LoadedCheckpoint, checkpoint_shapes};
 pub use config::{RarConfig, RarPreset};
+pub use decoder::{DecodeCache, Decoder};
 pub use error::{RarModelError, Result};
 pub use model::{Rar, RarInput, RarOutput, RarTrace};
 pub use orders::BatchOrders;
+pub use packed::{PackedCache, PackedDecoder};
 pub use precision::{ComputePrecision, with_compute_precision};
+pub use rar_kernels::PackedPrecision;

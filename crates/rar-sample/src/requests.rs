@@ -22,7 +22,7 @@
 use burn::tensor::{Int, Tensor, TensorData};
 use rar_core::GuidanceSchedule;
 use rar_core::rng::Xoshiro256PlusPlus;
-use rar_model::{DecodeOrder, DecodePlan, KvCache, Rar};
+use rar_model::{DecodeCache, DecodeOrder, DecodePlan, Decoder};
 
 use crate::error::{Result, SampleError};
 use crate::sampler::SamplingConfig;
@@ -99,9 +99,9 @@ struct Row {
 
 /// A batch of [`SampleRequest`]s being decoded step by step (see the module docs).
 pub struct RequestBatch<'m> {
-    model: &'m Rar,
+    decoder: Decoder<'m>,
     plan: DecodePlan,
-    cache: KvCache,
+    cache: DecodeCache,
     rows: Vec<Row>,
     /// Logits `[R, V]` for the next draw (`None` once every token is drawn).
     logits: Option<Tensor<2>>,
@@ -110,7 +110,11 @@ pub struct RequestBatch<'m> {
 
 impl<'m> RequestBatch<'m> {
     /// Checks every request, allocates the cache and runs the prefill (the class tokens).
-    pub fn start(model: &'m Rar, requests: Vec<SampleRequest>) -> Result<Self> {
+    /// `decoder` is a `&Rar` (burn's tensor ops) or a [`Decoder`] such as
+    /// [`Decoder::packed`].
+    pub fn start(decoder: impl Into<Decoder<'m>>, requests: Vec<SampleRequest>) -> Result<Self> {
+        let decoder = decoder.into();
+        let model = decoder.model();
         if requests.is_empty() {
             return Err(SampleError::InvalidRequest("no requests to sample".into()));
         }
@@ -140,12 +144,12 @@ impl<'m> RequestBatch<'m> {
         ids.extend(guided.map(|_| space.none_id() as i64));
         let n = config.image_seq_len;
         let plan = model.decode_plan(&DecodeOrder::raster(n)?)?;
-        let mut cache = model.new_cache(ids.len(), &device);
+        let mut cache = decoder.new_cache(ids.len());
         let len = ids.len();
         let condition = Tensor::<1, Int>::from_data(TensorData::new(ids, [len]), &device);
-        let logits = model.prefill(condition, &plan, &mut cache)?;
+        let logits = decoder.prefill(condition, &plan, &mut cache)?;
         Ok(Self {
-            model,
+            decoder,
             plan,
             cache,
             rows,
@@ -253,10 +257,10 @@ impl<'m> RequestBatch<'m> {
                     .filter(|(_, u)| u.is_some())
                     .map(|(r, _)| r.tokens[s] as i64),
             );
-            let device = self.model.device();
+            let device = self.decoder.model().device();
             let len = fed.len();
             let fed = Tensor::<1, Int>::from_data(TensorData::new(fed, [len]), &device);
-            self.logits = Some(self.model.step(fed, &self.plan, &mut self.cache)?);
+            self.logits = Some(self.decoder.step(fed, &self.plan, &mut self.cache)?);
         }
         Ok(self.logits.is_none())
     }

@@ -25,7 +25,7 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rar_core::{GuidanceSchedule, ScanOrder};
-use rar_model::{DecodeOrder, DecodePlan, KvCache, Rar, RarPreset};
+use rar_model::{DecodeCache, DecodeOrder, DecodePlan, Decoder, Rar, RarPreset};
 
 use crate::error::{Result, SampleError};
 use crate::logits;
@@ -122,17 +122,23 @@ enum PlanKey {
 /// calls.
 pub struct Sampler<'m> {
     model: &'m Rar,
+    decoder: Decoder<'m>,
     device: Device,
     plan: Option<(PlanKey, DecodePlan)>,
-    cache: Option<KvCache>,
+    cache: Option<DecodeCache>,
 }
 
 impl<'m> Sampler<'m> {
-    /// A sampler for `model`, running on the model's device. Use a model without autodiff
-    /// (e.g. `model.valid()` of a training model) so no graph is recorded.
-    pub fn new(model: &'m Rar) -> Self {
+    /// A sampler for `model` (a `&Rar`, decoding with burn's tensor ops on the model's
+    /// device), or for a [`Decoder`] (e.g. [`Decoder::packed`], the host decoder with packed
+    /// weights). Use a model without autodiff (e.g. `model.valid()` of a training model) so no
+    /// graph is recorded.
+    pub fn new(decoder: impl Into<Decoder<'m>>) -> Self {
+        let decoder = decoder.into();
+        let model = decoder.model();
         Self {
             model,
+            decoder,
             device: model.device(),
             plan: None,
             cache: None,
@@ -217,7 +223,7 @@ impl<'m> Sampler<'m> {
     /// its own settings and seed: a request's tokens do not depend on the others in the call
     /// (see [`RequestBatch`], which this runs to the end).
     pub fn sample_requests(&self, requests: &[SampleRequest]) -> Result<Vec<Vec<u32>>> {
-        RequestBatch::start(self.model, requests.to_vec())?.finish()
+        RequestBatch::start(self.decoder, requests.to_vec())?.finish()
     }
 
     /// Runs the sampling loop with `forced` tokens (`[B, N]`, in generation order) in place of
@@ -307,14 +313,14 @@ impl<'m> Sampler<'m> {
                     c.reset();
                     c
                 }
-                _ => self.model.new_cache(rows, &self.device),
+                _ => self.decoder.new_cache(rows),
             };
             let mut cache = cache;
-            let mut l = self.model.prefill(condition, plan, &mut cache)?;
+            let mut l = self.decoder.prefill(condition, plan, &mut cache)?;
             for s in 0..n {
                 let tokens = choose(s, mix(l, s));
                 if s + 1 < n {
-                    l = self.model.step(feed(&tokens), plan, &mut cache)?;
+                    l = self.decoder.step(feed(&tokens), plan, &mut cache)?;
                 } else {
                     l = Tensor::empty([0, 0], &self.device);
                 }

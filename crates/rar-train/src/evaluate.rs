@@ -4,7 +4,7 @@
 use burn::tensor::Tensor;
 use rar_data::toy::is_valid_instance;
 use rar_data::{DataError, RecordBatch, TokenData};
-use rar_model::Rar;
+use rar_model::{Decoder, Rar};
 use rar_sample::{Sampler, SamplingConfig};
 
 use crate::device_rng::device_rng;
@@ -52,9 +52,9 @@ pub fn validation_loss(model: &Rar, data: &dyn TokenData, batch_size: usize) -> 
 
 /// Samples one token grid per entry of `classes` with the KV-cached sampler. The device RNG
 /// is seeded with `seed` under the crate's RNG lock, so the result is reproducible per
-/// backend.
-pub fn sample_grids(
-    model: &Rar,
+/// backend. `decoder` is a `&Rar` or a [`rar_model::Decoder`] (e.g. the packed host decoder).
+pub fn sample_grids<'m>(
+    decoder: impl Into<Decoder<'m>>,
     classes: &[usize],
     config: &SamplingConfig,
     seed: u64,
@@ -64,11 +64,12 @@ pub fn sample_grids(
             "sampling needs at least one class".into(),
         ));
     }
+    let decoder = decoder.into();
     let ids: Tensor<2, burn::tensor::Int> = {
         let _rng = device_rng();
-        Sampler::new(model).sample(classes, config, Some(seed))?
+        Sampler::new(decoder).sample(classes, config, Some(seed))?
     };
-    let n = model.config().image_seq_len;
+    let n = decoder.model().config().image_seq_len;
     let flat = ids
         .into_data()
         .convert::<i64>()
@@ -82,13 +83,13 @@ pub fn sample_grids(
 
 /// Samples one grid per class ([`sample_grids`]) and checks each against its toy class
 /// ([`is_valid_instance`]): the grids (raster order) and the share the checker accepts.
-pub fn sample_validity(
-    model: &Rar,
+pub fn sample_validity<'m>(
+    decoder: impl Into<Decoder<'m>>,
     classes: &[usize],
     config: &SamplingConfig,
     seed: u64,
 ) -> Result<(Vec<Vec<u32>>, f64)> {
-    let grids = sample_grids(model, classes, config, seed)?;
+    let grids = sample_grids(decoder, classes, config, seed)?;
     let valid = grids
         .iter()
         .zip(classes)

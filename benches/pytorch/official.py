@@ -1,0 +1,67 @@
+"""Loads the official RAR generator from a checkout of bytedance/1d-tokenizer that the user
+names (nothing of it is copied here), for `train_step.py` and `sample.py`."""
+
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+
+def load_file(name, path):
+    """Imports the Python file `path` as module `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def import_official(reference):
+    """The official `RAR` class and cosine schedule from the checkout `reference`."""
+    root = Path(reference)
+    rar_file = root / "modeling" / "rar.py"
+    if not rar_file.is_file():
+        sys.exit(f"{rar_file} not found: --reference must be a checkout of bytedance/1d-tokenizer")
+    # Empty package shells, so that `modeling/rar.py`'s `from modeling.modules import BaseModel`
+    # finds the checkout's own BaseModel without running the packages' __init__ files.
+    for name, sub in (("modeling", "modeling"), ("modeling.modules", "modeling/modules")):
+        package = types.ModuleType(name)
+        package.__path__ = [str(root / sub)]
+        sys.modules[name] = package
+    base = load_file("modeling.modules.base_model", root / "modeling" / "modules" / "base_model.py")
+    sys.modules["modeling.modules"].BaseModel = base.BaseModel
+    rar = load_file("modeling.rar", rar_file)
+    schedulers = load_file("rar_reference_lr_schedulers", root / "utils" / "lr_schedulers.py")
+    return rar.RAR, schedulers.get_cosine_schedule_with_warmup
+
+
+class Config(dict):
+    """The attribute access (and `.get`) the official code uses on its OmegaConf config."""
+
+    def __getattr__(self, key):
+        value = self[key]
+        return Config(value) if isinstance(value, dict) else value
+
+
+def add_shape_arguments(parser):
+    """The model-size flags, named and defaulted as in the Rust examples."""
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--mlp", type=int, default=1024)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--codebook", type=int, default=1024)
+    parser.add_argument("--classes", type=int, default=1000)
+
+
+def generator_config(args, dropout=0.0):
+    """The official config for the size in `args` (see `add_shape_arguments`)."""
+    return Config(model={
+        "generator": {
+            "hidden_size": args.hidden, "num_hidden_layers": args.depth,
+            "num_attention_heads": args.heads, "intermediate_size": args.mlp,
+            "image_seq_len": args.tokens, "condition_num_classes": args.classes,
+            "dropout": dropout, "attn_drop": dropout,
+        },
+        "vq_model": {"codebook_size": args.codebook},
+    })

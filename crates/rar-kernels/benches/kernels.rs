@@ -1,0 +1,69 @@
+//! Micro-benchmarks of the decode kernels at RAR-B width (C 768, I 3072) and 16 rows (a guided
+//! batch of 8 images): the packed product in f32 and bf16 against a plain row-major loop,
+//! LayerNorm, GELU and one-query attention.
+//!
+//! `cargo bench -p rar-kernels` (add `-- --quick` for a short run).
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rar_kernels::{Isa, PackedLinear, PackedPrecision, attend_one, gelu_in_place, layer_norm_rows};
+
+fn values(len: usize) -> Vec<f32> {
+    (0..len).map(|i| ((i as f32) * 0.618).sin()).collect()
+}
+
+fn products(c: &mut Criterion) {
+    let rows = 16;
+    let mut group = c.benchmark_group("packed_linear");
+    for &(k, n, name) in &[
+        (768, 2304, "qkv 768x2304"),
+        (768, 4608, "adaLN 768x4608"),
+        (3072, 768, "fc2 3072x768"),
+    ] {
+        let (x, w) = (values(rows * k), values(k * n));
+        let mut out = vec![0f32; rows * n];
+        for precision in [PackedPrecision::F32, PackedPrecision::Bf16] {
+            let packed = PackedLinear::new(&w, k, n, None, precision).unwrap();
+            group.throughput(Throughput::Bytes(packed.bytes() as u64));
+            let id = BenchmarkId::new(format!("{precision:?} {}", Isa::active().name()), name);
+            group.bench_function(id, |b| {
+                b.iter(|| packed.forward(&x, rows, &mut out).unwrap())
+            });
+        }
+        // The unpacked row-major loop a naive implementation would use (the baseline).
+        group.throughput(Throughput::Bytes((k * n * 4) as u64));
+        group.bench_function(BenchmarkId::new("row-major loop", name), |b| {
+            b.iter(|| {
+                out.fill(0.0);
+                for r in 0..rows {
+                    let o = &mut out[r * n..(r + 1) * n];
+                    for kk in 0..k {
+                        let xv = x[r * k + kk];
+                        o.iter_mut()
+                            .zip(&w[kk * n..(kk + 1) * n])
+                            .for_each(|(o, &w)| *o += xv * w);
+                    }
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+fn elementwise(c: &mut Criterion) {
+    let (rows, dim, hidden) = (16, 768, 3072);
+    let mut x = values(rows * dim);
+    c.bench_function("layer_norm 16x768", |b| {
+        b.iter(|| layer_norm_rows(&mut x, dim, None, None, 1e-6))
+    });
+    let mut h = values(rows * hidden);
+    c.bench_function("gelu 16x3072", |b| b.iter(|| gelu_in_place(&mut h)));
+    let (d, visible) = (48, 256);
+    let (q, kv) = (values(d), values(visible * d));
+    let (mut out, mut scratch) = (vec![0f32; d], Vec::new());
+    c.bench_function("attend_one d48 over 256 keys", |b| {
+        b.iter(|| attend_one(&q, &kv, &kv, visible, 0.144, &mut out, &mut scratch))
+    });
+}
+
+criterion_group!(benches, products, elementwise);
+criterion_main!(benches);

@@ -1,0 +1,31 @@
+//! # rar-kernels — CPU kernels for RAR's KV-cached decoding
+//!
+//! Burn-free building blocks of `rar_model::PackedDecoder`, the host decoder that takes a
+//! sampling step close to the memory-bandwidth floor of the CPU:
+//!
+//! * [`PackedLinear`] — `x·W + b` for few rows against a weight packed once into 16-column
+//!   panels, in f32 or bf16 ([`PackedPrecision`]), split over rayon's threads;
+//! * [`layer_norm_rows`], [`modulate`], [`gated_add`] — LayerNorm and the adaLN pieces;
+//! * [`gelu_in_place`] (exact, erf), [`silu_in_place`];
+//! * [`attend_one`] — one query against cached keys and values.
+//!
+//! Instruction sets are chosen at run time ([`Isa`]): AVX2 + FMA where the CPU has them,
+//! portable Rust otherwise (`RAR_KERNELS_ISA=portable` forces it).
+#![warn(missing_docs)]
+
+mod activation;
+mod attention;
+mod bf16;
+mod error;
+mod isa;
+mod norm;
+mod packed;
+mod tile;
+
+pub use activation::{erf, gelu_in_place, silu_in_place};
+pub use attention::{attend_one, dot};
+pub use bf16::{from_bf16, to_bf16};
+pub use error::{KernelError, Result};
+pub use isa::Isa;
+pub use norm::{gated_add, layer_norm_rows, modulate};
+pub use packed::{MAX_TILE_ROWS, PANEL, PackedLinear, PackedPrecision};
