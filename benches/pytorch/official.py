@@ -65,3 +65,22 @@ def generator_config(args, dropout=0.0):
         },
         "vq_model": {"codebook_size": args.codebook},
     })
+
+
+def parse_and_import(parser):
+    """Adds --threads and --seed, parses, and imports the official code named by --reference;
+    sets torch's thread count and seeds. Returns `(args, RAR, cosine_schedule)`."""
+    import random
+
+    import torch
+
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if not args.reference:
+        parser.error("name the official checkout with --reference DIR or RAR_REFERENCE")
+    rar, cosine_schedule = import_official(args.reference)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    return args, rar, cosine_schedule

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from official import add_shape_arguments, generator_config, import_official
+from official import add_shape_arguments, generator_config, parse_and_import
 
 
 def main():
@@ -31,16 +31,7 @@ def main():
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--repeats", type=int, default=3, help="timed batches after one warm-up")
     p.add_argument("--no-kv-cache", action="store_true", help="full recomputation per step")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    if not args.reference:
-        p.error("name the official checkout with --reference DIR or RAR_REFERENCE")
-
-    RAR, _ = import_official(args.reference)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
+    args, RAR, _ = parse_and_import(p)
     model = RAR(generator_config(args)).eval()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"torch {torch.__version__}; official RAR from {args.reference}; model: C {args.hidden} "

@@ -29,7 +29,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from official import add_shape_arguments, generator_config, import_official
+from official import add_shape_arguments, generator_config, parse_and_import
 
 
 NO_DECAY_SUBSTRINGS = ("ln", "bias", "latent_tokens", "mask_token", "embedding", "norm",
@@ -61,16 +61,7 @@ def main():
     p.add_argument("--ratio", type=float, default=1.0, help="random-order probability r")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-    if not args.reference:
-        p.error("name the official checkout with --reference DIR or RAR_REFERENCE")
-
-    RAR, cosine_schedule = import_official(args.reference)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
+    args, RAR, cosine_schedule = parse_and_import(p)
     config = generator_config(args, dropout=args.dropout)
     model = RAR(config)
     model.train()
