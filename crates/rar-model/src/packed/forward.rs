@@ -255,15 +255,22 @@ impl PackedDecoder {
 
         // Final adaLN layer (scale first, then shift) and the head, on each row's last slot.
         let fm = sized(&mut s.modulation, groups * 2 * c);
-        let last_cond: Vec<f32> = (0..groups)
-            .flat_map(|g| {
-                cond[(g * len + len - 1) * c..(g * len + len) * c]
-                    .iter()
-                    .copied()
-            })
-            .collect();
+        // A step (len 1) already holds one condition row per group; only prefill gathers.
+        let gathered: Vec<f32>;
+        let last_cond: &[f32] = if len == 1 {
+            cond
+        } else {
+            gathered = (0..groups)
+                .flat_map(|g| {
+                    cond[(g * len + len - 1) * c..(g * len + len) * c]
+                        .iter()
+                        .copied()
+                })
+                .collect();
+            &gathered
+        };
         self.final_ada
-            .forward(&last_cond, groups, fm)
+            .forward(last_cond, groups, fm)
             .map_err(kernel)?;
         let last = sized(&mut s.last, b * c);
         for r in 0..b {
