@@ -43,6 +43,19 @@ class Config(dict):
         return Config(value) if isinstance(value, dict) else value
 
 
+def common_parser(doc):
+    """A parser with --reference, the model-size flags and --batch, shared by the scripts."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--reference", default=os.environ.get("RAR_REFERENCE"),
+                        help="checkout of bytedance/1d-tokenizer (or set RAR_REFERENCE)")
+    add_shape_arguments(parser)
+    parser.add_argument("--batch", type=int, default=8)
+    return parser
+
+
 def add_shape_arguments(parser):
     """The model-size flags, named and defaulted as in the Rust examples."""
     parser.add_argument("--hidden", type=int, default=256)

@@ -10,22 +10,15 @@ Random weights (the cost of a step does not depend on their values), eval mode, 
 fp32 on the CPU; token generation only (no detokenization).
 """
 
-import argparse
-import os
-import random
 import time
 
 import torch
 
-from official import add_shape_arguments, generator_config, parse_and_import
+from official import common_parser, generator_config, parse_and_import
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reference", default=os.environ.get("RAR_REFERENCE"),
-                   help="checkout of bytedance/1d-tokenizer (or set RAR_REFERENCE)")
-    add_shape_arguments(p)
-    p.add_argument("--batch", type=int, default=8)
+    p = common_parser(__doc__)
     p.add_argument("--guidance", type=float, default=4.0)
     p.add_argument("--guidance-pow", type=float, default=2.75)
     p.add_argument("--temperature", type=float, default=1.0)

@@ -21,15 +21,12 @@ and for names containing ln, bias, latent_tokens, mask_token, embedding, norm, g
 embed; 0.03 otherwise; betas 0.9 / 0.96), the scheduler step — in fp32 on the CPU.
 """
 
-import argparse
-import os
-import random
 import time
 
 import torch
 import torch.nn.functional as F
 
-from official import add_shape_arguments, generator_config, parse_and_import
+from official import common_parser, generator_config, parse_and_import
 
 
 NO_DECAY_SUBSTRINGS = ("ln", "bias", "latent_tokens", "mask_token", "embedding", "norm",
@@ -51,11 +48,7 @@ def optimizer_groups(model, weight_decay):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--reference", default=os.environ.get("RAR_REFERENCE"),
-                   help="checkout of bytedance/1d-tokenizer (or set RAR_REFERENCE)")
-    add_shape_arguments(p)
-    p.add_argument("--batch", type=int, default=8)
+    p = common_parser(__doc__)
     p.add_argument("--dropout", type=float, default=0.0, help="dropout and attn_drop")
     p.add_argument("--label-dropout", type=float, default=0.1)
     p.add_argument("--ratio", type=float, default=1.0, help="random-order probability r")
