@@ -1,11 +1,15 @@
 //! Micro-benchmarks of the decode kernels at RAR-B width (C 768, I 3072) and 16 rows (a guided
 //! batch of 8 images): the packed product in f32 and bf16 against a plain row-major loop,
-//! LayerNorm, GELU and one-query attention.
+//! LayerNorm, GELU and one-query attention; and the training attention (forward, backward) at
+//! the benchmark model's size (batch 8, 8 heads, 258 positions, 32 features per head).
 //!
 //! `cargo bench -p rar-kernels` (add `-- --quick` for a short run).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rar_kernels::{Isa, PackedLinear, PackedPrecision, attend_one, gelu_in_place, layer_norm_rows};
+use rar_kernels::{
+    CausalShape, Isa, PackedLinear, PackedPrecision, attend_one, causal_attention_backward,
+    causal_attention_forward, gelu_in_place, layer_norm_rows,
+};
 
 fn values(len: usize) -> Vec<f32> {
     (0..len).map(|i| ((i as f32) * 0.618).sin()).collect()
@@ -65,5 +69,42 @@ fn elementwise(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, products, elementwise);
+fn training_attention(c: &mut Criterion) {
+    let shape = CausalShape {
+        pairs: 64,
+        queries: 258,
+        keys: 258,
+        head_dim: 32,
+    };
+    let n = shape.pairs * shape.queries * shape.head_dim;
+    let (q, k, v, go) = (
+        values(n),
+        values(n + 7)[7..].to_vec(),
+        values(n + 3)[3..].to_vec(),
+        values(n),
+    );
+    let (mut out, mut lse) = (vec![0f32; n], vec![0f32; shape.pairs * shape.queries]);
+    let scale = 1.0 / (shape.head_dim as f32).sqrt();
+    // Multiply-adds of the visible (causal) part: 2 products forward, 5 backward.
+    let visible = (shape.queries * (shape.queries + 1) / 2) as u64;
+    let macs = visible * (shape.pairs * shape.head_dim) as u64;
+    let mut group = c.benchmark_group(format!("causal_attention {}", Isa::active().name()));
+    group.throughput(Throughput::Elements(2 * 2 * macs));
+    group.bench_function("forward 64x258x32", |b| {
+        b.iter(|| causal_attention_forward(&q, &k, &v, shape, scale, &mut out, &mut lse).unwrap())
+    });
+    let (mut gq, mut gk, mut gv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    group.throughput(Throughput::Elements(2 * 5 * macs));
+    group.bench_function("backward 64x258x32", |b| {
+        b.iter(|| {
+            causal_attention_backward(
+                &q, &k, &v, &out, &lse, &go, shape, scale, &mut gq, &mut gk, &mut gv,
+            )
+            .unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, products, elementwise, training_attention);
 criterion_main!(benches);

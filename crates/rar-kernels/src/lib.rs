@@ -7,7 +7,9 @@
 //!   panels, in f32 or bf16 ([`PackedPrecision`]), split over rayon's threads;
 //! * [`layer_norm_rows`], [`modulate`], [`gated_add`] — LayerNorm and the adaLN pieces;
 //! * [`gelu_in_place`] (exact, erf), [`silu_in_place`];
-//! * [`attend_one`] — one query against cached keys and values.
+//! * [`attend_one`] — one query against cached keys and values;
+//! * [`causal_attention_forward`] / [`causal_attention_backward`] — whole-sequence causal
+//!   attention for training, flash-style (no `[L, L]` matrix kept).
 //!
 //! Instruction sets are chosen at run time ([`Isa`]): AVX2 + FMA where the CPU has them,
 //! portable Rust otherwise (`RAR_KERNELS_ISA=portable` forces it).
@@ -15,8 +17,11 @@
 
 mod activation;
 mod attention;
+mod attention_tiles;
 mod bf16;
+mod causal_attention;
 mod error;
+mod exp;
 mod isa;
 mod norm;
 mod packed;
@@ -25,6 +30,7 @@ mod tile;
 pub use activation::{erf, gelu_in_place, silu_in_place};
 pub use attention::{attend_one, dot};
 pub use bf16::{from_bf16, to_bf16};
+pub use causal_attention::{CausalShape, causal_attention_backward, causal_attention_forward};
 pub use error::{KernelError, Result};
 pub use isa::Isa;
 pub use norm::{gated_add, layer_norm_rows, modulate};

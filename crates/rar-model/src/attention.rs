@@ -151,9 +151,19 @@ impl Attention {
     /// Attention of `q` `[B, H, Lq, d]` over `k`, `v` `[B, H, Lk, d]` (`Lk ≥ Lq`), causal and
     /// bottom-right aligned: query `i` sees keys `0 … Lk − Lq + i`. Multi-query chunks without
     /// dropout use the fused kernel; a single query or active attention dropout the explicit
-    /// path (see the module docs).
+    /// path (see the module docs). Training on flex without attention dropout runs the fused
+    /// host kernel with its own backward ([`crate::flex_kernels`]); other autodiff devices
+    /// the blocked explicit path.
     pub(crate) fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         let lq = q.dims()[2];
+        #[cfg(feature = "flex")]
+        if q.device().is_autodiff()
+            && !dropout_active(&self.attn_drop, &q.device())
+            && crate::flex_kernels::fused_attention_applies(&q.device(), q.dtype())
+        {
+            let scale = 1.0 / (q.dims()[3] as f32).sqrt();
+            return crate::flex_kernels::causal_attention(q, k, v, scale);
+        }
         if q.device().is_autodiff() {
             self.attend_autodiff(q, k, v)
         } else if lq == 1 || dropout_active(&self.attn_drop, &q.device()) {
@@ -330,5 +340,74 @@ mod tests {
                 assert!(max_diff(a, b) < 1e-4 * scale, "d{name}, lq {lq} lk {lk}");
             }
         }
+    }
+
+    /// `‖a − b‖ / ‖b‖`; a zero reference (the gradient of `q` when each query sees one key)
+    /// is measured absolutely.
+    fn rel_err(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        let num = (a - b.clone())
+            .powi_scalar(2)
+            .sum()
+            .sqrt()
+            .into_scalar::<f32>();
+        let den = b.powi_scalar(2).sum().sqrt().into_scalar::<f32>();
+        if den < 1e-3 { num } else { num / den }
+    }
+
+    /// Training on flex runs the fused host kernel with its own backward
+    /// (`flex_kernels::causal_attention`); its values and gradients are those of burn's
+    /// decomposed explicit path, for square, bottom-right-aligned, strided (head-split) and
+    /// partly untracked inputs.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn fused_flex_training_attention_matches_the_decomposed_path() {
+        let device = Device::flex().autodiff();
+        assert!(crate::flex_kernels::fused_attention_applies(
+            &device,
+            burn::tensor::DType::F32
+        ));
+        let attn = AttentionConfig::new(64, 2).init(&device);
+        for (lq, lk, d) in [
+            (1, 1, 8),
+            (9, 9, 32),
+            (40, 40, 32),
+            (17, 29, 20),
+            (66, 66, 48),
+        ] {
+            // `[B, L, H, d]` swapped to `[B, H, L, d]`: a strided view, as the model makes it.
+            let rand = |l: usize| {
+                Tensor::<4>::random([2, l, 3, d], Distribution::Normal(0.0, 1.0), &device)
+                    .require_grad()
+            };
+            let (q, k, v) = (rand(lq), rand(lk), rand(lk));
+            let heads = |t: &Tensor<4>| t.clone().swap_dims(1, 2);
+            let w = Tensor::<4>::random([2, 3, lq, d], Distribution::Default, &device);
+            let grads_of = |out: Tensor<4>| {
+                let g = (out * w.clone()).sum().backward();
+                [&q, &k, &v].map(|t| t.grad(&g).expect("gradient"))
+            };
+            let fused = attn.attend(heads(&q), heads(&k), heads(&v));
+            let plain = attn.attend_explicit(heads(&q), heads(&k), heads(&v));
+            let err = rel_err(fused.clone().inner(), plain.clone().inner());
+            assert!(err < 1e-5, "values, lq {lq} lk {lk} d {d}: rel err {err}");
+            let (gf, gp) = (grads_of(fused), grads_of(plain));
+            for (name, (a, b)) in ["q", "k", "v"].iter().zip(gf.into_iter().zip(gp)) {
+                let err = rel_err(a, b);
+                assert!(err < 1e-5, "d{name}, lq {lq} lk {lk} d {d}: rel err {err}");
+            }
+        }
+        // Only `v` tracked: the node still gives `v` its gradient.
+        let q = Tensor::<4>::random([1, 2, 5, 8], Distribution::Default, &device);
+        let v = q.clone().require_grad();
+        let g = attn
+            .attend(q.clone(), q.clone(), v.clone())
+            .sum()
+            .backward();
+        let want = attn
+            .attend_explicit(q.clone(), q.clone(), v.clone())
+            .sum()
+            .backward();
+        let err = rel_err(v.grad(&g).unwrap(), v.grad(&want).unwrap());
+        assert!(err < 1e-5, "dv with untracked q, k: rel err {err}");
     }
 }

@@ -112,6 +112,8 @@ mod config;
 mod decoder;
 mod error;
 mod final_layer;
+#[cfg(feature = "flex")]
+mod flex_kernels;
 mod init;
 mod loss;
 mod mlp;
