@@ -7,8 +7,8 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rar_kernels::{
-    CausalShape, Isa, PackedLinear, PackedPrecision, attend_one, causal_attention_backward,
-    causal_attention_forward, gelu_in_place, layer_norm_rows,
+    CausalOptions, CausalShape, Isa, PackedLinear, PackedPrecision, attend_one,
+    causal_attention_backward, causal_attention_forward, gelu_in_place, layer_norm_rows,
 };
 
 fn values(len: usize) -> Vec<f32> {
@@ -84,21 +84,21 @@ fn training_attention(c: &mut Criterion) {
         values(n),
     );
     let (mut out, mut lse) = (vec![0f32; n], vec![0f32; shape.pairs * shape.queries]);
-    let scale = 1.0 / (shape.head_dim as f32).sqrt();
+    let options = CausalOptions::new(1.0 / (shape.head_dim as f32).sqrt());
     // Multiply-adds of the visible (causal) part: 2 products forward, 5 backward.
     let visible = (shape.queries * (shape.queries + 1) / 2) as u64;
     let macs = visible * (shape.pairs * shape.head_dim) as u64;
     let mut group = c.benchmark_group(format!("causal_attention {}", Isa::active().name()));
     group.throughput(Throughput::Elements(2 * 2 * macs));
     group.bench_function("forward 64x258x32", |b| {
-        b.iter(|| causal_attention_forward(&q, &k, &v, shape, scale, &mut out, &mut lse).unwrap())
+        b.iter(|| causal_attention_forward(&q, &k, &v, shape, options, &mut out, &mut lse).unwrap())
     });
     let (mut gq, mut gk, mut gv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
     group.throughput(Throughput::Elements(2 * 5 * macs));
     group.bench_function("backward 64x258x32", |b| {
         b.iter(|| {
             causal_attention_backward(
-                &q, &k, &v, &out, &lse, &go, shape, scale, &mut gq, &mut gk, &mut gv,
+                &q, &k, &v, &out, &lse, &go, shape, options, &mut gq, &mut gk, &mut gv,
             )
             .unwrap()
         })

@@ -11,12 +11,45 @@
 
 use rayon::prelude::*;
 
-use crate::attention_tiles::{
-    LANES, ROWS, rows_by_matrix, rows_by_transposed, transposed_rows_accumulate,
-};
+#[cfg(target_arch = "x86_64")]
+use crate::attention_pair::avx2;
+use crate::attention_pair::{Pair, Scratch, backward_pair, forward_pair};
 use crate::error::{KernelError, Result};
-use crate::exp::exp;
 use crate::isa::Isa;
+
+pub use crate::attention_pair::AttentionDropout;
+
+/// What a call computes besides the shapes: the score scale (`1/√d` in the model) and
+/// optional dropout on the probabilities.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CausalOptions {
+    /// Factor on `q·kᵀ` before the softmax.
+    pub scale: f32,
+    /// Dropout on the probabilities (training), or `None`.
+    pub dropout: Option<AttentionDropout>,
+}
+
+impl CausalOptions {
+    /// `scale`, no dropout.
+    pub fn new(scale: f32) -> Self {
+        Self {
+            scale,
+            dropout: None,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if let Some(d) = self.dropout
+            && !(d.keep > 0.0 && d.keep <= 1.0)
+        {
+            return Err(KernelError::Shape(format!(
+                "causal attention: dropout keep probability {} is not in (0, 1]",
+                d.keep
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// Sizes of one causal attention call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,7 +86,7 @@ impl CausalShape {
 
     /// Keys visible to query `i`.
     #[inline]
-    fn visible(&self, i: usize) -> usize {
+    pub(crate) fn visible(&self, i: usize) -> usize {
         i + 1 + self.keys - self.queries
     }
 }
@@ -66,11 +99,12 @@ pub fn causal_attention_forward(
     k: &[f32],
     v: &[f32],
     shape: CausalShape,
-    scale: f32,
+    options: CausalOptions,
     out: &mut [f32],
     lse: &mut [f32],
 ) -> Result<()> {
     shape.check_rows()?;
+    options.check()?;
     shape.check("q", q.len(), shape.queries)?;
     shape.check("k", k.len(), shape.keys)?;
     shape.check("v", v.len(), shape.keys)?;
@@ -98,7 +132,8 @@ pub fn causal_attention_forward(
                 k: &k[p * lk * d..(p + 1) * lk * d],
                 v: &v[p * lk * d..(p + 1) * lk * d],
                 shape,
-                scale,
+                options,
+                index: p,
             };
             #[cfg(target_arch = "x86_64")]
             if isa == Isa::Avx2Fma {
@@ -110,235 +145,6 @@ pub fn causal_attention_forward(
             forward_pair::<false>(&pair, scratch, out, lse);
         });
     Ok(())
-}
-
-/// One (batch row, head) pair's inputs.
-struct Pair<'a> {
-    q: &'a [f32],
-    k: &'a [f32],
-    v: &'a [f32],
-    shape: CausalShape,
-    scale: f32,
-}
-
-/// The forward of one pair, [`ROWS`] queries at a time; `FMA` selects fused multiply-adds
-/// (only inside the AVX2 + FMA wrapper, where they compile to one instruction).
-#[inline(always)]
-fn forward_pair<const FMA: bool>(
-    pair: &Pair,
-    scratch: &mut Scratch,
-    out: &mut [f32],
-    lse: &mut [f32],
-) {
-    let CausalShape {
-        queries: lq,
-        head_dim: d,
-        ..
-    } = pair.shape;
-    scratch.load(pair, false);
-    let stride = scratch.stride;
-    for i0 in (0..lq).step_by(ROWS) {
-        let rows = ROWS.min(lq - i0);
-        let n = pair.shape.visible(i0 + rows - 1);
-        let Scratch {
-            kt,
-            block,
-            probs,
-            tile,
-            ..
-        } = &mut *scratch;
-        load_rows(&pair.q[i0 * d..(i0 + rows) * d], d, block);
-        rows_by_transposed::<FMA>(
-            block,
-            d,
-            kt,
-            stride,
-            n.div_ceil(LANES) * LANES,
-            pair.scale,
-            probs,
-        );
-        for r in 0..ROWS {
-            let row = &mut probs[r * stride..r * stride + n];
-            if r >= rows {
-                row.fill(0.0);
-                continue;
-            }
-            let vis = pair.shape.visible(i0 + r);
-            let max = lanes(&row[..vis], f32::NEG_INFINITY, f32::max);
-            row[..vis].iter_mut().for_each(|s| *s = exp(*s - max));
-            let sum = lanes(&row[..vis], 0.0, |a, b| a + b);
-            let inv = 1.0 / sum;
-            row[..vis].iter_mut().for_each(|s| *s *= inv);
-            row[vis..].fill(0.0);
-            lse[i0 + r] = max + sum.ln();
-        }
-        rows_by_matrix::<FMA>(probs, stride, n, pair.v, d, tile);
-        out[i0 * d..(i0 + rows) * d].copy_from_slice(&tile[..rows * d]);
-    }
-}
-
-/// The backward of one pair: `grad_out`, `out` and `lse` are the pair's rows. Per block of
-/// queries: probabilities from the log-sum-exp, `grad_out·vᵀ`, the score gradients, then
-/// `grad_q = grad_s·k`, `grad_k += grad_sᵀ·q`, `grad_v += pᵀ·grad_out`.
-#[inline(always)]
-fn backward_pair<const FMA: bool>(
-    pair: &Pair,
-    (out, lse, grad_out): (&[f32], &[f32], &[f32]),
-    scratch: &mut Scratch,
-    (gq, gk, gv): (&mut [f32], &mut [f32], &mut [f32]),
-) {
-    let CausalShape {
-        queries: lq,
-        head_dim: d,
-        ..
-    } = pair.shape;
-    let scale = pair.scale;
-    scratch.load(pair, true);
-    let stride = scratch.stride;
-    gk.fill(0.0);
-    gv.fill(0.0);
-    for i0 in (0..lq).step_by(ROWS) {
-        let rows = ROWS.min(lq - i0);
-        let n = pair.shape.visible(i0 + rows - 1);
-        let cols = n.div_ceil(LANES) * LANES;
-        let Scratch {
-            kt,
-            vt,
-            block,
-            grad_block,
-            probs,
-            grads,
-            tile,
-            ..
-        } = &mut *scratch;
-        load_rows(&pair.q[i0 * d..(i0 + rows) * d], d, block);
-        load_rows(&grad_out[i0 * d..(i0 + rows) * d], d, grad_block);
-        rows_by_transposed::<FMA>(block, d, kt, stride, cols, scale, probs);
-        rows_by_transposed::<FMA>(grad_block, d, vt, stride, cols, 1.0, grads);
-        for r in 0..ROWS {
-            let (p, g) = (
-                &mut probs[r * stride..r * stride + n],
-                &mut grads[r * stride..r * stride + n],
-            );
-            if r >= rows {
-                p.fill(0.0);
-                g.fill(0.0);
-                continue;
-            }
-            let (i, vis) = (i0 + r, pair.shape.visible(i0 + r));
-            let delta: f32 = grad_out[i * d..(i + 1) * d]
-                .iter()
-                .zip(&out[i * d..(i + 1) * d])
-                .map(|(a, b)| a * b)
-                .sum();
-            for (p, g) in p[..vis].iter_mut().zip(&mut g[..vis]) {
-                *p = exp(*p - lse[i]);
-                *g = *p * (*g - delta) * scale;
-            }
-            p[vis..].fill(0.0);
-            g[vis..].fill(0.0);
-        }
-        rows_by_matrix::<FMA>(grads, stride, n, pair.k, d, tile);
-        gq[i0 * d..(i0 + rows) * d].copy_from_slice(&tile[..rows * d]);
-        transposed_rows_accumulate::<FMA>(grads, stride, n, block, d, gk);
-        transposed_rows_accumulate::<FMA>(probs, stride, n, grad_block, d, gv);
-    }
-}
-
-/// `values` folded by `f` in eight interleaved lanes (so the loop vectorises), then across
-/// the lanes.
-#[inline(always)]
-fn lanes(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [init; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for l in 0..LANES {
-            acc[l] = f(acc[l], c[l]);
-        }
-    }
-    let lanes = acc.into_iter().fold(init, &f);
-    tail.iter().fold(lanes, |a, &b| f(a, b))
-}
-
-/// `src` (`rows ≤ ROWS` rows of `d`) into `block` `[ROWS, d]`, the missing rows zero.
-fn load_rows(src: &[f32], d: usize, block: &mut Vec<f32>) {
-    block.clear();
-    block.extend_from_slice(src);
-    block.resize(ROWS * d, 0.0);
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{Pair, Scratch};
-
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn forward_pair(
-        pair: &Pair,
-        scratch: &mut Scratch,
-        out: &mut [f32],
-        lse: &mut [f32],
-    ) {
-        super::forward_pair::<true>(pair, scratch, out, lse)
-    }
-
-    /// # Safety
-    /// The CPU must support AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn backward_pair(
-        pair: &Pair,
-        rows: (&[f32], &[f32], &[f32]),
-        scratch: &mut Scratch,
-        grads: (&mut [f32], &mut [f32], &mut [f32]),
-    ) {
-        super::backward_pair::<true>(pair, rows, scratch, grads)
-    }
-}
-
-/// Per-thread buffers: `k` (and `v` for the backward) of one pair transposed to
-/// `[d, stride]` (stride = keys rounded up to [`LANES`], zero-padded) so score tiles read
-/// contiguous keys; a block of query rows (and of output gradients); `[ROWS, stride]`
-/// probabilities and score gradients; a `[ROWS, d]` result tile.
-#[derive(Default)]
-struct Scratch {
-    stride: usize,
-    kt: Vec<f32>,
-    vt: Vec<f32>,
-    block: Vec<f32>,
-    grad_block: Vec<f32>,
-    probs: Vec<f32>,
-    grads: Vec<f32>,
-    tile: Vec<f32>,
-}
-
-impl Scratch {
-    fn load(&mut self, pair: &Pair, with_values: bool) {
-        let (lk, d) = (pair.shape.keys, pair.shape.head_dim);
-        self.stride = lk.div_ceil(LANES) * LANES;
-        transpose_into(pair.k, d, self.stride, &mut self.kt);
-        if with_values {
-            transpose_into(pair.v, d, self.stride, &mut self.vt);
-        }
-        for buf in [&mut self.probs, &mut self.grads] {
-            buf.clear();
-            buf.resize(ROWS * self.stride, 0.0);
-        }
-        self.tile.clear();
-        self.tile.resize(ROWS * d, 0.0);
-    }
-}
-
-/// `src` `[rows, d]` → `dst` `[d, stride]`, columns past `rows` zero.
-fn transpose_into(src: &[f32], d: usize, stride: usize, dst: &mut Vec<f32>) {
-    dst.clear();
-    dst.resize(d * stride, 0.0);
-    for (r, row) in src.chunks_exact(d).enumerate() {
-        for (t, &x) in row.iter().enumerate() {
-            dst[t * stride + r] = x;
-        }
-    }
 }
 
 /// Gradients of [`causal_attention_forward`] with respect to `q`, `k` and `v`, given the
@@ -354,12 +160,13 @@ pub fn causal_attention_backward(
     lse: &[f32],
     grad_out: &[f32],
     shape: CausalShape,
-    scale: f32,
+    options: CausalOptions,
     grad_q: &mut [f32],
     grad_k: &mut [f32],
     grad_v: &mut [f32],
 ) -> Result<()> {
     shape.check_rows()?;
+    options.check()?;
     for (name, len, rows) in [
         ("q", q.len(), shape.queries),
         ("k", k.len(), shape.keys),
@@ -398,7 +205,8 @@ pub fn causal_attention_backward(
                 k: &k[p * lk * d..(p + 1) * lk * d],
                 v: &v[p * lk * d..(p + 1) * lk * d],
                 shape,
-                scale,
+                options,
+                index: p,
             };
             let rows = (&out[qs.clone()], &lse[p * lq..(p + 1) * lq], &grad_out[qs]);
             #[cfg(target_arch = "x86_64")]
@@ -413,6 +221,20 @@ pub fn causal_attention_backward(
     Ok(())
 }
 
+/// The dropout mask [`causal_attention_forward`] applies for `dropout`: `[pairs, queries,
+/// keys]` values, `1 / keep` where a probability is kept and 0 where it is dropped (entries
+/// above the causal diagonal are filled too; they multiply zero probabilities). For tests and
+/// for running another implementation with the same mask.
+pub fn causal_dropout_mask(dropout: AttentionDropout, shape: CausalShape) -> Vec<f32> {
+    let rows = shape.pairs * shape.queries;
+    let mut mask = Vec::with_capacity(rows * shape.keys);
+    for row in 0..rows {
+        let m = crate::attention_pair::RowMask::new(dropout, row as u64);
+        mask.extend((0..shape.keys).map(|j| m.scale(j)));
+    }
+    mask
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,10 +243,20 @@ mod tests {
         (0..n).map(|i| (i as f32 * s).sin() * 1.7).collect()
     }
 
-    /// The definition in f64 with the full `[lq, lk]` matrix and an explicit mask: output, and
-    /// the loss `Σ out ⊙ w` so that its gradients can be taken by central differences.
-    fn reference(q: &[f32], k: &[f32], v: &[f32], s: CausalShape, scale: f64) -> Vec<f64> {
+    fn shape(pairs: usize, queries: usize, keys: usize, head_dim: usize) -> CausalShape {
+        CausalShape {
+            pairs,
+            queries,
+            keys,
+            head_dim,
+        }
+    }
+
+    /// The definition in f64 with the full `[lq, lk]` matrix, an explicit causal mask and the
+    /// dropout mask of [`causal_dropout_mask`] (if any) on the normalised probabilities.
+    fn reference(q: &[f32], k: &[f32], v: &[f32], s: CausalShape, o: CausalOptions) -> Vec<f64> {
         let (lq, lk, d) = (s.queries, s.keys, s.head_dim);
+        let drop = o.dropout.map(|dr| causal_dropout_mask(dr, s));
         let mut out = vec![0f64; s.pairs * lq * d];
         for p in 0..s.pairs {
             for i in 0..lq {
@@ -433,21 +265,25 @@ mod tests {
                         if j > i + lk - lq {
                             f64::NEG_INFINITY
                         } else {
-                            (0..d)
+                            let qk: f64 = (0..d)
                                 .map(|t| {
                                     q[(p * lq + i) * d + t] as f64 * k[(p * lk + j) * d + t] as f64
                                 })
-                                .sum::<f64>()
-                                * scale
+                                .sum();
+                            qk * o.scale as f64
                         }
                     })
                     .collect();
                 let m = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = scores.iter().map(|x| (x - m).exp()).collect();
                 let z: f64 = e.iter().sum();
+                let keep = |j: usize| {
+                    drop.as_ref()
+                        .map_or(1.0, |m| m[(p * lq + i) * lk + j] as f64)
+                };
                 for t in 0..d {
                     out[(p * lq + i) * d + t] = (0..lk)
-                        .map(|j| e[j] / z * v[(p * lk + j) * d + t] as f64)
+                        .map(|j| e[j] / z * keep(j) * v[(p * lk + j) * d + t] as f64)
                         .sum();
                 }
             }
@@ -461,78 +297,82 @@ mod tests {
         (num / den).sqrt()
     }
 
+    const DROPOUT: AttentionDropout = AttentionDropout {
+        keep: 0.75,
+        seed: 0x5EED,
+    };
+
     #[test]
     fn forward_matches_the_masked_softmax_definition() {
-        for shape in [
-            CausalShape {
-                pairs: 3,
-                queries: 7,
-                keys: 7,
-                head_dim: 5,
-            },
-            CausalShape {
-                pairs: 2,
-                queries: 3,
-                keys: 8,
-                head_dim: 16,
-            },
+        for s in [
+            shape(3, 7, 7, 5),
+            shape(2, 3, 8, 16),
             // Several row blocks, a last block of 3 rows, keys not a multiple of 8.
-            CausalShape {
-                pairs: 2,
-                queries: 19,
-                keys: 19,
-                head_dim: 24,
-            },
-            CausalShape {
-                pairs: 1,
-                queries: 10,
-                keys: 21,
-                head_dim: 11,
-            },
+            shape(2, 19, 19, 24),
+            shape(1, 10, 21, 11),
         ] {
-            let (lq, lk, d) = (shape.queries, shape.keys, shape.head_dim);
-            let q = data(shape.pairs * lq * d, 0.37);
-            let k = data(shape.pairs * lk * d, 1.21);
-            let v = data(shape.pairs * lk * d, 0.53);
-            let scale = 1.0 / (d as f32).sqrt();
-            let mut out = vec![0f32; q.len()];
-            let mut lse = vec![0f32; shape.pairs * lq];
-            causal_attention_forward(&q, &k, &v, shape, scale, &mut out, &mut lse).unwrap();
-            let want = reference(&q, &k, &v, shape, scale as f64);
-            assert!(rel(&out, &want) < 1e-6, "{shape:?}: {}", rel(&out, &want));
+            let (lq, lk, d) = (s.queries, s.keys, s.head_dim);
+            let q = data(s.pairs * lq * d, 0.37);
+            let k = data(s.pairs * lk * d, 1.21);
+            let v = data(s.pairs * lk * d, 0.53);
+            let plain = CausalOptions::new(1.0 / (d as f32).sqrt());
+            for options in [
+                plain,
+                CausalOptions {
+                    dropout: Some(DROPOUT),
+                    ..plain
+                },
+            ] {
+                let mut out = vec![0f32; q.len()];
+                let mut lse = vec![0f32; s.pairs * lq];
+                causal_attention_forward(&q, &k, &v, s, options, &mut out, &mut lse).unwrap();
+                let err = rel(&out, &reference(&q, &k, &v, s, options));
+                assert!(err < 1e-6, "{s:?} {options:?}: {err}");
+            }
         }
     }
 
-    /// Analytic gradients against central differences of the f64 definition.
+    /// Analytic gradients against central differences of the f64 definition (the dropout
+    /// mask is fixed by its seed, so the loss stays a smooth function of the inputs).
     #[test]
     fn backward_matches_central_differences() {
-        let shape = CausalShape {
-            pairs: 2,
-            queries: 5,
-            keys: 6,
-            head_dim: 4,
-        };
-        let (lq, lk, d) = (shape.queries, shape.keys, shape.head_dim);
-        let q = data(shape.pairs * lq * d, 0.41);
-        let k = data(shape.pairs * lk * d, 0.93);
-        let v = data(shape.pairs * lk * d, 0.29);
+        let plain = CausalOptions::new(0.6);
+        for (s, options) in [
+            (shape(2, 5, 6, 4), plain),
+            (shape(1, 11, 13, 9), plain),
+            (shape(1, 17, 17, 8), plain),
+            (
+                shape(1, 12, 12, 8),
+                CausalOptions {
+                    dropout: Some(DROPOUT),
+                    ..plain
+                },
+            ),
+        ] {
+            backward_case(s, options);
+        }
+    }
+
+    fn backward_case(s: CausalShape, options: CausalOptions) {
+        let (lq, lk, d) = (s.queries, s.keys, s.head_dim);
+        let q = data(s.pairs * lq * d, 0.41);
+        let k = data(s.pairs * lk * d, 0.93);
+        let v = data(s.pairs * lk * d, 0.29);
         let w = data(q.len(), 1.77); // loss = Σ out ⊙ w, so grad_out = w
-        let scale = 0.6f32;
         let mut out = vec![0f32; q.len()];
-        let mut lse = vec![0f32; shape.pairs * lq];
-        causal_attention_forward(&q, &k, &v, shape, scale, &mut out, &mut lse).unwrap();
+        let mut lse = vec![0f32; s.pairs * lq];
+        causal_attention_forward(&q, &k, &v, s, options, &mut out, &mut lse).unwrap();
         let (mut gq, mut gk, mut gv) = (
             vec![0f32; q.len()],
             vec![0f32; k.len()],
             vec![0f32; v.len()],
         );
         causal_attention_backward(
-            &q, &k, &v, &out, &lse, &w, shape, scale, &mut gq, &mut gk, &mut gv,
+            &q, &k, &v, &out, &lse, &w, s, options, &mut gq, &mut gk, &mut gv,
         )
         .unwrap();
-
         let loss = |q: &[f32], k: &[f32], v: &[f32]| -> f64 {
-            let o = reference(q, k, v, shape, scale as f64);
+            let o = reference(q, k, v, s, options);
             o.iter().zip(&w).map(|(o, w)| o * *w as f64).sum()
         };
         let h = 1e-3f32;
@@ -549,28 +389,49 @@ mod tests {
                 .collect()
         };
         for (name, which, got) in [("q", 0, &gq), ("k", 1, &gk), ("v", 2, &gv)] {
-            let want = numeric(which, got.len());
-            let err = rel(got, &want);
-            assert!(err < 1e-4, "{shape:?} grad {name}: rel err {err}");
+            let err = rel(got, &numeric(which, got.len()));
+            assert!(err < 1e-4, "{s:?} {options:?} grad {name}: rel err {err}");
         }
+    }
+
+    /// The mask keeps about `keep` of the entries, scales them by `1 / keep`, is fixed by
+    /// the seed and changes with it.
+    #[test]
+    fn dropout_mask_keeps_the_expected_fraction() {
+        let s = shape(4, 64, 64, 1);
+        let mask = causal_dropout_mask(DROPOUT, s);
+        let kept = mask.iter().filter(|&&m| m > 0.0).count() as f64 / mask.len() as f64;
+        assert!((kept - 0.75).abs() < 0.01, "kept {kept}");
+        assert!(
+            mask.iter()
+                .all(|&m| m == 0.0 || (m - 1.0 / 0.75).abs() < 1e-6)
+        );
+        assert_eq!(mask, causal_dropout_mask(DROPOUT, s));
+        let other = causal_dropout_mask(AttentionDropout { seed: 7, ..DROPOUT }, s);
+        assert_ne!(mask, other);
     }
 
     #[test]
     fn refuses_buffers_that_do_not_fit() {
-        let shape = CausalShape {
-            pairs: 1,
-            queries: 4,
-            keys: 4,
-            head_dim: 2,
-        };
+        let s = shape(1, 4, 4, 2);
         let buf = vec![0f32; 8];
         let mut out = vec![0f32; 8];
         let mut lse = vec![0f32; 3];
-        let err = causal_attention_forward(&buf, &buf, &buf, shape, 1.0, &mut out, &mut lse)
+        let o = CausalOptions::new(1.0);
+        let err = causal_attention_forward(&buf, &buf, &buf, s, o, &mut out, &mut lse)
             .unwrap_err()
             .to_string();
         assert!(err.contains("`lse`"), "{err}");
-        let bad = CausalShape { keys: 3, ..shape };
-        assert!(causal_attention_forward(&buf, &buf, &buf, bad, 1.0, &mut out, &mut lse).is_err());
+        let bad = CausalShape { keys: 3, ..s };
+        assert!(causal_attention_forward(&buf, &buf, &buf, bad, o, &mut out, &mut lse).is_err());
+        let mut lse = vec![0f32; 4];
+        let drop = CausalOptions {
+            dropout: Some(AttentionDropout { keep: 0.0, seed: 1 }),
+            ..o
+        };
+        let err = causal_attention_forward(&buf, &buf, &buf, s, drop, &mut out, &mut lse)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keep probability 0"), "{err}");
     }
 }

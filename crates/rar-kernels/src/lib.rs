@@ -17,6 +17,7 @@
 
 mod activation;
 mod attention;
+mod attention_pair;
 mod attention_tiles;
 mod bf16;
 mod causal_attention;
@@ -30,7 +31,10 @@ mod tile;
 pub use activation::{erf, gelu_in_place, silu_in_place};
 pub use attention::{attend_one, dot};
 pub use bf16::{from_bf16, to_bf16};
-pub use causal_attention::{CausalShape, causal_attention_backward, causal_attention_forward};
+pub use causal_attention::{
+    AttentionDropout, CausalOptions, CausalShape, causal_attention_backward,
+    causal_attention_forward, causal_dropout_mask,
+};
 pub use error::{KernelError, Result};
 pub use isa::Isa;
 pub use norm::{gated_add, layer_norm_rows, modulate};

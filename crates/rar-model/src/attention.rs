@@ -151,18 +151,26 @@ impl Attention {
     /// Attention of `q` `[B, H, Lq, d]` over `k`, `v` `[B, H, Lk, d]` (`Lk ≥ Lq`), causal and
     /// bottom-right aligned: query `i` sees keys `0 … Lk − Lq + i`. Multi-query chunks without
     /// dropout use the fused kernel; a single query or active attention dropout the explicit
-    /// path (see the module docs). Training on flex without attention dropout runs the fused
-    /// host kernel with its own backward ([`crate::flex_kernels`]); other autodiff devices
+    /// path (see the module docs). Training on flex runs the fused host kernel with its own
+    /// backward, attention dropout included ([`crate::flex_kernels`]); other autodiff devices
     /// the blocked explicit path.
     pub(crate) fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         let lq = q.dims()[2];
         #[cfg(feature = "flex")]
         if q.device().is_autodiff()
-            && !dropout_active(&self.attn_drop, &q.device())
+            && self.attn_drop.prob < 1.0
             && crate::flex_kernels::fused_attention_applies(&q.device(), q.dtype())
         {
+            let device = q.device();
             let scale = 1.0 / (q.dims()[3] as f32).sqrt();
-            return crate::flex_kernels::causal_attention(q, k, v, scale);
+            let dropout = dropout_active(&self.attn_drop, &device).then(|| {
+                let [seed] = crate::train_ops::device_seed_words::<1>(&device);
+                rar_kernels::AttentionDropout {
+                    keep: (1.0 - self.attn_drop.prob) as f32,
+                    seed: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                }
+            });
+            return crate::flex_kernels::causal_attention(q, k, v, scale, dropout);
         }
         if q.device().is_autodiff() {
             self.attend_autodiff(q, k, v)
@@ -409,5 +417,68 @@ mod tests {
             .backward();
         let err = rel_err(v.grad(&g).unwrap(), v.grad(&want).unwrap());
         assert!(err < 1e-5, "dv with untracked q, k: rel err {err}");
+    }
+
+    /// With attention dropout the fused kernel applies the mask its key gives
+    /// ([`rar_kernels::causal_dropout_mask`]); burn's explicit path with that same mask has the
+    /// same values and gradients. (The key is passed directly: drawing it from the device RNG
+    /// after `device.seed` would race with the other tests drawing from the same device.)
+    #[cfg(feature = "flex")]
+    #[test]
+    fn fused_flex_attention_dropout_matches_the_decomposed_path_with_its_mask() {
+        use rar_kernels::{AttentionDropout, CausalShape, causal_dropout_mask};
+        let device = Device::flex().autodiff();
+        let (b, h, l, d) = (2, 2, 21, 16);
+        let rand = || {
+            Tensor::<4>::random([b, h, l, d], Distribution::Normal(0.0, 1.0), &device)
+                .require_grad()
+        };
+        let (q, k, v) = (rand(), rand(), rand());
+        let dropout = AttentionDropout {
+            keep: 0.7,
+            seed: 0x0123_4567_89AB_CDEF,
+        };
+        let scale = 1.0 / (d as f32).sqrt();
+        let fused = crate::flex_kernels::causal_attention(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            scale,
+            Some(dropout),
+        );
+        let shape = CausalShape {
+            pairs: b * h,
+            queries: l,
+            keys: l,
+            head_dim: d,
+        };
+        let mask = Tensor::<4>::from_data(
+            TensorData::new(causal_dropout_mask(dropout, shape), [b, h, l, l]),
+            &device,
+        );
+        let scores = q
+            .clone()
+            .matmul(k.clone().swap_dims(2, 3))
+            .mul_scalar(scale as f64);
+        let causal = Tensor::<2, Bool>::tril_mask([l, l], 0, &device);
+        let probs = softmax(
+            scores.mask_fill(causal.unsqueeze::<4>(), f32::NEG_INFINITY),
+            3,
+        );
+        let plain = (probs * mask).matmul(v.clone());
+        let err = rel_err(fused.clone().inner(), plain.clone().inner());
+        assert!(err < 1e-5, "values: rel err {err}");
+        let w = Tensor::<4>::random([b, h, l, d], Distribution::Default, &device);
+        let grads_of = |out: Tensor<4>| {
+            let g = (out * w.clone()).sum().backward();
+            [&q, &k, &v].map(|t| t.grad(&g).expect("gradient"))
+        };
+        for (name, (a, b)) in ["q", "k", "v"]
+            .iter()
+            .zip(grads_of(fused).into_iter().zip(grads_of(plain)))
+        {
+            let err = rel_err(a, b);
+            assert!(err < 1e-5, "d{name}: rel err {err}");
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! On flex, [`causal_attention`] runs [`rar_kernels::causal_attention_forward`] instead and
 //! records one autodiff node whose backward is [`rar_kernels::causal_attention_backward`]:
 //! nothing of size `L × L` is stored between the passes, only the output and one log-sum-exp
-//! per query row. Every other backend (ndarray, wgpu, CUDA) keeps burn's decomposed path, so
+//! per query row (attention dropout included: its mask is regenerated from a key, not
+//! stored). Every other backend (ndarray, wgpu, CUDA) keeps burn's decomposed path, so
 //! the model code is the same everywhere; [`fused_attention_applies`] says which one runs.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -17,18 +18,25 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Dispatch, Flex, backend_extension};
 use burn::tensor::{DType, Device, Shape, Tensor, TensorData};
 use burn_flex::FlexTensor;
-use rar_kernels::{CausalShape, causal_attention_backward, causal_attention_forward};
+use rar_kernels::{
+    AttentionDropout, CausalOptions, CausalShape, causal_attention_backward,
+    causal_attention_forward,
+};
 
 /// Host kernels reachable from a `Tensor` on flex (plain or autodiff).
 #[backend_extension(Autodiff, Flex)]
 pub trait FusedCpuOps: burn::backend::Backend {
     /// `softmax(scale·q·kᵀ + causal mask)·v` for `q` `[B, H, Lq, d]` and `k`, `v`
-    /// `[B, H, Lk, d]`, the mask aligned bottom-right (query `i` sees keys `0 … Lk − Lq + i`).
+    /// `[B, H, Lk, d]`, the mask aligned bottom-right (query `i` sees keys `0 … Lk − Lq + i`);
+    /// with `keep < 1` the probabilities are dropped out with keep probability `keep` by the
+    /// mask that `seed` keys ([`rar_kernels::AttentionDropout`]).
     fn causal_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         scale: f32,
+        keep: f32,
+        seed: u64,
     ) -> FloatTensor<Self>;
 }
 
@@ -39,15 +47,32 @@ pub fn fused_attention_applies(device: &Device, dtype: DType) -> bool {
 }
 
 /// Fused causal attention of `q` `[B, H, Lq, d]` over `k`, `v` `[B, H, Lk, d]` (`Lk ≥ Lq`) on
-/// flex; differentiable when the tensors are on an autodiff device. Callers check
-/// [`fused_attention_applies`] first.
-pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f32) -> Tensor<4> {
+/// flex, with optional dropout on the probabilities; differentiable when the tensors are on
+/// an autodiff device. Callers check [`fused_attention_applies`] first.
+pub fn causal_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    scale: f32,
+    dropout: Option<AttentionDropout>,
+) -> Tensor<4> {
+    let (keep, seed) = dropout.map_or((1.0, 0), |d| (d.keep, d.seed));
     Tensor::from_dispatch(<Dispatch as FusedCpuOps>::causal_attention(
         q.into_dispatch(),
         k.into_dispatch(),
         v.into_dispatch(),
         scale,
+        keep,
+        seed,
     ))
+}
+
+/// The kernel's options for the extension's arguments (`keep = 1`: no dropout).
+fn options(scale: f32, keep: f32, seed: u64) -> CausalOptions {
+    CausalOptions {
+        scale,
+        dropout: (keep < 1.0).then_some(AttentionDropout { keep, seed }),
+    }
 }
 
 /// `[B, H, L, d]` of a 4-d shape as the kernel's sizes.
@@ -80,7 +105,12 @@ fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
 }
 
 /// Forward on host buffers: the output and the per-row log-sum-exp.
-fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, scale: f32) -> (FlexTensor, Vec<f32>) {
+fn forward(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    options: CausalOptions,
+) -> (FlexTensor, Vec<f32>) {
     let shape = shape_of(q, k);
     let mut out = vec![0f32; shape.pairs * shape.queries * shape.head_dim];
     let mut lse = vec![0f32; shape.pairs * shape.queries];
@@ -89,7 +119,7 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, scale: f32) -> (FlexT
         values(k),
         values(v),
         shape,
-        scale,
+        options,
         &mut out,
         &mut lse,
     )
@@ -98,9 +128,16 @@ fn forward(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, scale: f32) -> (FlexT
 }
 
 impl FusedCpuOps for Flex {
-    fn causal_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, scale: f32) -> FlexTensor {
+    fn causal_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        scale: f32,
+        keep: f32,
+        seed: u64,
+    ) -> FlexTensor {
         let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
-        forward(&q, &k, &v, scale).0
+        forward(&q, &k, &v, options(scale, keep, seed)).0
     }
 }
 
@@ -112,7 +149,7 @@ struct AttentionState {
     v: FlexTensor,
     out: FlexTensor,
     lse: Vec<f32>,
-    scale: f32,
+    options: CausalOptions,
 }
 
 #[derive(Debug)]
@@ -138,7 +175,7 @@ impl Backward<Flex, 3> for CausalAttentionBackward {
             &s.lse,
             values(&grad_out),
             shape,
-            s.scale,
+            s.options,
             &mut gq,
             &mut gk,
             &mut gv,
@@ -159,7 +196,10 @@ impl<C: CheckpointStrategy> FusedCpuOps for Autodiff<Flex, C> {
         k: FloatTensor<Self>,
         v: FloatTensor<Self>,
         scale: f32,
+        keep: f32,
+        seed: u64,
     ) -> FloatTensor<Self> {
+        let options = options(scale, keep, seed);
         let prep = CausalAttentionBackward
             .prepare::<C>([q.node(), k.node(), v.node()])
             .compute_bound()
@@ -169,7 +209,7 @@ impl<C: CheckpointStrategy> FusedCpuOps for Autodiff<Flex, C> {
             contiguous(k.primitive().clone()),
             contiguous(v.primitive().clone()),
         );
-        let (out, lse) = forward(&q, &k, &v, scale);
+        let (out, lse) = forward(&q, &k, &v, options);
         match prep {
             OpsKind::Tracked(prep) => {
                 let state = AttentionState {
@@ -178,7 +218,7 @@ impl<C: CheckpointStrategy> FusedCpuOps for Autodiff<Flex, C> {
                     v,
                     out: out.clone(),
                     lse,
-                    scale,
+                    options,
                 };
                 prep.finish(state, out)
             }

@@ -162,14 +162,21 @@ fn is_host_device(device: &Device) -> bool {
     false
 }
 
+/// `N` words drawn from the device RNG (the bits of uniform f32 draws), so a key derived
+/// from them is fixed by `device.seed(..)` like burn's own random tensors.
+pub(crate) fn device_seed_words<const N: usize>(device: &Device) -> [u64; N] {
+    let draws = Tensor::<1>::random([N], Distribution::Default, device).into_data();
+    let mut words = [0u64; N];
+    for (w, u) in words.iter_mut().zip(draws.iter::<f32>()) {
+        *w = u.to_bits() as u64;
+    }
+    words
+}
+
 /// A `shape` tensor holding `1 / keep` with probability `keep` and 0 otherwise, drawn on the
 /// host from a generator seeded by the device RNG.
 fn host_dropout_mask<const D: usize>(shape: [usize; D], keep: f64, device: &Device) -> Tensor<D> {
-    let seed: Vec<u64> = Tensor::<1>::random([4], Distribution::Default, device)
-        .into_data()
-        .iter::<f32>()
-        .map(|u| u.to_bits() as u64)
-        .collect();
+    let seed = device_seed_words::<4>(device);
     let mut rng = Xoshiro256PlusPlus::for_stream(seed[0], &seed[1..]);
     // P(u32 < threshold) = threshold / 2³² = keep (rounded to 2⁻³²).
     let threshold = (keep * 4_294_967_296.0).round() as u64;
