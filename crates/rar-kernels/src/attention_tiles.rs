@@ -44,7 +44,7 @@ dispatch!(
     rows_by_transposed,
     portable_rows_by_transposed,
     (a: &[f32], d: usize, bt: &[f32], stride: usize, cols: usize, scale: f32, out: &mut [f32]),
-    cols % LANES == 0
+    cols.is_multiple_of(LANES)
         && cols <= stride
         && a.len() >= ROWS * d
         && bt.len() >= d * stride
@@ -79,7 +79,7 @@ fn portable_rows_by_transposed(
     scale: f32,
     out: &mut [f32],
 ) {
-    debug_assert!(cols % LANES == 0 && cols <= stride);
+    debug_assert!(cols.is_multiple_of(LANES) && cols <= stride);
     for j0 in (0..cols).step_by(LANES) {
         let mut acc = [[0f32; LANES]; ROWS];
         for t in 0..d {

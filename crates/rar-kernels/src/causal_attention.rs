@@ -84,6 +84,36 @@ impl CausalShape {
         Ok(())
     }
 
+    /// The sizes, the options, the lengths of `q`, `k`, `v`, `out`, each further
+    /// `(name, length, rows)` buffer (`rows · head_dim` values per pair) and the `lse` length
+    /// (one value per query row).
+    fn check_all(
+        &self,
+        options: CausalOptions,
+        [q, k, v, out]: [usize; 4],
+        more: &[(&str, usize, usize)],
+        lse: usize,
+    ) -> Result<()> {
+        self.check_rows()?;
+        options.check()?;
+        let io = [
+            ("q", q, self.queries),
+            ("k", k, self.keys),
+            ("v", v, self.keys),
+            ("out", out, self.queries),
+        ];
+        for &(name, len, rows) in io.iter().chain(more) {
+            self.check(name, len, rows)?;
+        }
+        if lse != self.pairs * self.queries {
+            return Err(KernelError::Shape(format!(
+                "causal attention: `lse` holds {lse} values, {self:?} needs {}",
+                self.pairs * self.queries
+            )));
+        }
+        Ok(())
+    }
+
     /// Keys visible to query `i`.
     #[inline]
     pub(crate) fn visible(&self, i: usize) -> usize {
@@ -103,19 +133,12 @@ pub fn causal_attention_forward(
     out: &mut [f32],
     lse: &mut [f32],
 ) -> Result<()> {
-    shape.check_rows()?;
-    options.check()?;
-    shape.check("q", q.len(), shape.queries)?;
-    shape.check("k", k.len(), shape.keys)?;
-    shape.check("v", v.len(), shape.keys)?;
-    shape.check("out", out.len(), shape.queries)?;
-    if lse.len() != shape.pairs * shape.queries {
-        return Err(KernelError::Shape(format!(
-            "causal attention: `lse` holds {} values, {shape:?} needs {}",
-            lse.len(),
-            shape.pairs * shape.queries
-        )));
-    }
+    shape.check_all(
+        options,
+        [q.len(), k.len(), v.len(), out.len()],
+        &[],
+        lse.len(),
+    )?;
     let CausalShape {
         queries: lq,
         keys: lk,
@@ -165,27 +188,17 @@ pub fn causal_attention_backward(
     grad_k: &mut [f32],
     grad_v: &mut [f32],
 ) -> Result<()> {
-    shape.check_rows()?;
-    options.check()?;
-    for (name, len, rows) in [
-        ("q", q.len(), shape.queries),
-        ("k", k.len(), shape.keys),
-        ("v", v.len(), shape.keys),
-        ("out", out.len(), shape.queries),
-        ("grad_out", grad_out.len(), shape.queries),
-        ("grad_q", grad_q.len(), shape.queries),
-        ("grad_k", grad_k.len(), shape.keys),
-        ("grad_v", grad_v.len(), shape.keys),
-    ] {
-        shape.check(name, len, rows)?;
-    }
-    if lse.len() != shape.pairs * shape.queries {
-        return Err(KernelError::Shape(format!(
-            "causal attention backward: `lse` holds {} values, {shape:?} needs {}",
-            lse.len(),
-            shape.pairs * shape.queries
-        )));
-    }
+    shape.check_all(
+        options,
+        [q.len(), k.len(), v.len(), out.len()],
+        &[
+            ("grad_out", grad_out.len(), shape.queries),
+            ("grad_q", grad_q.len(), shape.queries),
+            ("grad_k", grad_k.len(), shape.keys),
+            ("grad_v", grad_v.len(), shape.keys),
+        ],
+        lse.len(),
+    )?;
     let CausalShape {
         queries: lq,
         keys: lk,

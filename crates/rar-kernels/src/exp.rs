@@ -7,14 +7,15 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split in two so that `k·LN2_HI` is exact for the `k` that occur.
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
-/// Cephes `expf` polynomial: `eʳ ≈ 1 + r + r²·P(r)`.
+/// Cephes `expf` polynomial: `eʳ ≈ 1 + r + r²·P(r)` (its last coefficient, 0.50000001, is 0.5
+/// in f32).
 const P: [f32; 6] = [
     1.987_569_1e-4,
     1.398_2e-3,
     8.333_452e-3,
     4.166_579_6e-2,
     1.666_666_5e-1,
-    5.000_000_1e-1,
+    0.5,
 ];
 
 /// `eˣ` within 2 ulp for `x ∈ [−87, 88]`; below −87 it returns about 1.6·10⁻³⁸ instead of

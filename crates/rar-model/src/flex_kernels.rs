@@ -40,10 +40,14 @@ pub trait FusedCpuOps: burn::backend::Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Whether [`causal_attention`] runs the fused kernel for tensors on `device` of `dtype`
-/// (flex, f32); elsewhere callers use burn's decomposed attention.
+/// Whether [`causal_attention`] runs the fused kernel for tensors on `device` of `dtype`:
+/// flex, f32 tensors, f32 products (under [`crate::ComputePrecision::Bf16`] the attention
+/// keeps burn's path, whose products are rounded to bf16 like the reference's autocast);
+/// elsewhere callers use burn's decomposed attention.
 pub fn fused_attention_applies(device: &Device, dtype: DType) -> bool {
-    *device == Device::flex() && dtype == DType::F32
+    *device == Device::flex()
+        && dtype == DType::F32
+        && crate::precision::compute_precision() == crate::ComputePrecision::F32
 }
 
 /// Fused causal attention of `q` `[B, H, Lq, d]` over `k`, `v` `[B, H, Lk, d]` (`Lk ≥ Lq`) on
