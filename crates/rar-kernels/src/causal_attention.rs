@@ -159,8 +159,8 @@ pub fn causal_attention_forward(
                 index: p,
             };
             #[cfg(target_arch = "x86_64")]
-            if isa == Isa::Avx2Fma {
-                // SAFETY: `Isa::active` only reports AVX2 + FMA when the CPU has them.
+            if isa >= Isa::Avx2Fma {
+                // SAFETY: `Isa::active` only reports AVX2 + FMA (or above) when the CPU has them.
                 unsafe { avx2::forward_pair(&pair, scratch, out, lse) };
                 return;
             }
@@ -223,7 +223,7 @@ pub fn causal_attention_backward(
             };
             let rows = (&out[qs.clone()], &lse[p * lq..(p + 1) * lq], &grad_out[qs]);
             #[cfg(target_arch = "x86_64")]
-            if isa == Isa::Avx2Fma {
+            if isa >= Isa::Avx2Fma {
                 // SAFETY: as in the forward.
                 unsafe { avx2::backward_pair(&pair, rows, scratch, (gq, gk, gv)) };
                 return;

@@ -11,8 +11,9 @@
 //! * [`causal_attention_forward`] / [`causal_attention_backward`] — whole-sequence causal
 //!   attention for training, flash-style (no `[L, L]` matrix kept).
 //!
-//! Instruction sets are chosen at run time ([`Isa`]): AVX2 + FMA where the CPU has them,
-//! portable Rust otherwise (`RAR_KERNELS_ISA=portable` forces it).
+//! Instruction sets are chosen at run time ([`Isa`]): AVX-512 for the packed products and
+//! AVX2 + FMA for the rest where the CPU has them, portable Rust otherwise
+//! (`RAR_KERNELS_ISA=portable` or `=avx2` caps the level).
 #![warn(missing_docs)]
 
 mod activation;

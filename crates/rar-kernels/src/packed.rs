@@ -164,8 +164,8 @@ impl PackedLinear {
         self.forward_with(Isa::active(), x, rows, out)
     }
 
-    /// [`Self::forward`] with an explicit instruction set (for tests and benchmarks); an
-    /// instruction set this CPU lacks falls back to the portable code.
+    /// [`Self::forward`] with an explicit instruction set (for tests and benchmarks); a level
+    /// this CPU lacks is lowered to the best one it has.
     pub fn forward_with(&self, isa: Isa, x: &[f32], rows: usize, out: &mut [f32]) -> Result<()> {
         let (k, n) = (self.k, self.n);
         if x.len() != rows * k || out.len() != rows * n {
@@ -178,11 +178,7 @@ impl PackedLinear {
         if rows == 0 {
             return Ok(());
         }
-        let isa = if isa == Isa::Avx2Fma && Isa::detect() != Isa::Avx2Fma {
-            Isa::Portable
-        } else {
-            isa
-        };
+        let isa = isa.min(Isa::detect());
         let panels = n.div_ceil(PANEL);
         let out_ptr = SharedOut(out.as_mut_ptr());
         let run = |range: std::ops::Range<usize>| {
@@ -313,7 +309,7 @@ mod tests {
         ] {
             let (x, w, b) = (values(rows * k, 1), values(k * n, 2), values(n, 3));
             let want = reference(&x, &w, &b, rows, k, n);
-            for isa in [Isa::Portable, Isa::Avx2Fma] {
+            for isa in Isa::available() {
                 let packed = PackedLinear::new(&w, k, n, Some(&b), PackedPrecision::F32).unwrap();
                 let mut out = vec![f32::NAN; rows * n];
                 packed.forward_with(isa, &x, rows, &mut out).unwrap();
