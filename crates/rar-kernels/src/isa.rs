@@ -65,3 +65,22 @@ impl Isa {
         }
     }
 }
+
+/// Runs `body` compiled for AVX2 + FMA when [`Isa::active`] has them, as plain Rust
+/// otherwise: loops written once (`#[inline(always)]` helpers called from `body`) are then
+/// vectorised 8 floats wide with fused multiply-adds on the CPUs that have them. Mark the
+/// closure `#[inline(always)]` (else it may be compiled on its own, for the baseline), and
+/// keep rayon out of `body`: work it spawns runs outside this function and loses the features.
+#[inline(always)]
+pub(crate) fn with_simd<R>(body: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::active() >= Isa::Avx2Fma {
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<R>(body: impl FnOnce() -> R) -> R {
+            body()
+        }
+        // SAFETY: the active level includes AVX2 and FMA, so the CPU has both.
+        return unsafe { avx2(body) };
+    }
+    body()
+}

@@ -22,21 +22,29 @@ mod attention_pair;
 mod attention_tiles;
 mod bf16;
 mod causal_attention;
+mod cross_entropy;
 mod error;
 mod exp;
 mod isa;
 mod norm;
+mod norm_train;
 mod packed;
+mod reduce;
 mod tile;
 
-pub use activation::{erf, gelu_in_place, silu_in_place};
+pub use activation::{erf, gelu_backward, gelu_forward, gelu_in_place, silu_in_place};
 pub use attention::{attend_one, dot};
 pub use bf16::{from_bf16, to_bf16};
 pub use causal_attention::{
     AttentionDropout, CausalOptions, CausalShape, causal_attention_backward,
     causal_attention_forward, causal_dropout_mask,
 };
+pub use cross_entropy::{TokenShape, cross_entropy_backward, cross_entropy_forward};
 pub use error::{KernelError, Result};
 pub use isa::Isa;
 pub use norm::{gated_add, layer_norm_rows, modulate};
+pub use norm_train::{
+    NormAffine, NormGrads, NormModulation, layer_norm_backward, layer_norm_forward,
+};
 pub use packed::{MAX_TILE_ROWS, PANEL, PackedLinear, PackedPrecision};
+pub use reduce::column_sums;

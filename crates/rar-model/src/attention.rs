@@ -159,7 +159,7 @@ impl Attention {
         #[cfg(feature = "flex")]
         if q.device().is_autodiff()
             && self.attn_drop.prob < 1.0
-            && crate::flex_kernels::fused_attention_applies(&q.device(), q.dtype())
+            && crate::flex_kernels::fused_products_apply(&q.device(), q.dtype())
         {
             let device = q.device();
             let scale = 1.0 / (q.dims()[3] as f32).sqrt();
@@ -370,7 +370,7 @@ mod tests {
     #[test]
     fn fused_flex_training_attention_matches_the_decomposed_path() {
         let device = Device::flex().autodiff();
-        assert!(crate::flex_kernels::fused_attention_applies(
+        assert!(crate::flex_kernels::fused_products_apply(
             &device,
             burn::tensor::DType::F32
         ));

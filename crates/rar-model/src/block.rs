@@ -22,7 +22,7 @@ use crate::attention::{Attention, AttentionConfig, Qkv};
 use crate::cache::LayerKv;
 use crate::init;
 use crate::mlp::{Mlp, MlpConfig};
-use crate::train_ops::{layer_norm_module, linear_chunks};
+use crate::train_ops::{linear_chunks, modulated_layer_norm_module};
 
 /// Configuration of [`RarBlock`].
 #[derive(Config, Debug)]
@@ -84,15 +84,6 @@ pub struct RarBlock {
     pub layer_norm_eps: f64,
 }
 
-/// `x ⊙ (1 + scale) + shift`.
-pub(crate) fn modulate<const D: usize>(
-    x: Tensor<D>,
-    shift: Tensor<D>,
-    scale: Tensor<D>,
-) -> Tensor<D> {
-    x * scale.add_scalar(1.0) + shift
-}
-
 impl RarBlock {
     /// The six modulation chunks for condition `SiLU(c)` `[B, L, C]`.
     fn modulation(&self, silu_c: Tensor<3>) -> Vec<Tensor<3>> {
@@ -131,17 +122,10 @@ impl RarBlock {
         let mut next = || m.next().expect("adaLN modulation has six chunks");
         let (shift_a, scale_a, gate_a) = (next(), next(), next());
         let (shift_m, scale_m, gate_m) = (next(), next(), next());
-        let h = modulate(
-            layer_norm_module(&self.norm1, x.clone(), self.layer_norm_eps),
-            shift_a,
-            scale_a,
-        );
+        let eps = self.layer_norm_eps;
+        let h = modulated_layer_norm_module(&self.norm1, x.clone(), eps, shift_a, scale_a);
         let x = x + gate_a * attention(&self.attn, h);
-        let h = modulate(
-            layer_norm_module(&self.norm2, x.clone(), self.layer_norm_eps),
-            shift_m,
-            scale_m,
-        );
+        let h = modulated_layer_norm_module(&self.norm2, x.clone(), eps, shift_m, scale_m);
         x + gate_m * self.mlp.forward(h)
     }
 }

@@ -9,9 +9,8 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
-use crate::block::modulate;
 use crate::init;
-use crate::train_ops::{layer_norm, linear_chunks};
+use crate::train_ops::{linear_chunks, modulated_layer_norm};
 
 /// Final adaLN layer (checkpoint prefix `adaln_before_head`). Its LayerNorm has no
 /// parameters, so the only weights are the modulation Linear's.
@@ -39,7 +38,6 @@ impl FinalLayer {
         let shift = chunks.next().expect("two chunks");
         // burn's LayerNorm module always carries a learnable gamma; the reference's final norm
         // has none, so call the functional op without scale and bias.
-        let normed = layer_norm(x, None, None, self.eps);
-        modulate(normed, shift, scale)
+        modulated_layer_norm(x, None, None, self.eps, shift, scale)
     }
 }

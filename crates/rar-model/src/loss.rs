@@ -10,7 +10,19 @@ use burn::tensor::{Int, Tensor};
 
 /// Unreduced cross-entropy `[B, N]` of `logits` `[B, N + 1, V]` (the last position is
 /// ignored) against `labels` `[B, N]`.
+///
+/// On flex (f32) this is one fused kernel with its own backward ([`crate::flex_kernels`]);
+/// elsewhere `log_softmax` and a gather.
 pub fn per_token_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<2> {
+    #[cfg(feature = "flex")]
+    if crate::flex_kernels::fused_ops_apply(&logits.device(), logits.dtype()) {
+        return crate::flex_kernels::cross_entropy(logits, labels);
+    }
+    decomposed_per_token_loss(logits, labels)
+}
+
+/// [`per_token_loss`] as burn's `log_softmax` and `gather`.
+pub(crate) fn decomposed_per_token_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<2> {
     let [b, n] = labels.dims();
     let v = logits.dims()[2];
     let logits = logits.slice([0..b, 0..n, 0..v]);

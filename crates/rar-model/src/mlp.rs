@@ -12,19 +12,29 @@ use burn::tensor::{Device, Tensor};
 /// ndarray and CubeCL backends) is the derivative of the tanh approximation. On an autodiff
 /// device the function is therefore composed from `erf` and products, whose derivatives are
 /// exact, so the gradients match the reference's; elsewhere the fused kernel is used.
-/// (burn-flex's own `gelu_backward` is exact, but measured slower than this composition in a
-/// training step — its per-element `erf` and `exp` are not vectorised — so flex composes too.)
+/// On flex (f32) one fused node with the exact derivative runs instead
+/// ([`crate::flex_kernels`]; burn-flex's own `gelu_backward` is exact too, but measured slower
+/// than the composition — its per-element `erf` and `exp` are not vectorised).
 pub fn exact_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if x.device().is_autodiff() && crate::flex_kernels::fused_ops_apply(&x.device(), x.dtype()) {
+        return crate::flex_kernels::gelu(x);
+    }
     if x.device().is_autodiff() {
-        let cdf = x
-            .clone()
-            .div_scalar(std::f64::consts::SQRT_2)
-            .erf()
-            .add_scalar(1.0);
-        x * cdf.mul_scalar(0.5)
+        composed_gelu(x)
     } else {
         gelu(x)
     }
+}
+
+/// `x·(1 + erf(x/√2))/2` as burn's element-wise operations, whose derivatives are exact.
+pub(crate) fn composed_gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let cdf = x
+        .clone()
+        .div_scalar(std::f64::consts::SQRT_2)
+        .erf()
+        .add_scalar(1.0);
+    x * cdf.mul_scalar(0.5)
 }
 
 use crate::init;

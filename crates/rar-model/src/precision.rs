@@ -120,6 +120,10 @@ pub fn linear_parts<const D: usize>(
     weight: Tensor<2>,
     bias: Option<Tensor<1>>,
 ) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if crate::flex_kernels::fused_products_apply(&x.device(), x.dtype()) {
+        return crate::flex_kernels::linear(x, weight, bias);
+    }
     match compute_precision() {
         ComputePrecision::F32 => linear_op(x, weight, bias),
         precision => {
@@ -137,6 +141,11 @@ pub fn linear_parts<const D: usize>(
 
 /// `layer.forward(x)` in the compute precision (the result has `x`'s dtype).
 pub fn linear<const D: usize>(layer: &Linear, x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if crate::flex_kernels::fused_products_apply(&x.device(), x.dtype()) {
+        let bias = layer.bias.as_ref().map(|b| b.val());
+        return crate::flex_kernels::linear(x, layer.weight.val(), bias);
+    }
     match compute_precision() {
         ComputePrecision::F32 => layer.forward(x),
         _ => linear_parts(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val())),

@@ -67,6 +67,21 @@ pub fn layer_norm<const D: usize>(
         let gamma = gamma.unwrap_or_else(|| Tensor::<1>::ones([c], &x.device()));
         return fused_layer_norm(x, gamma, beta, eps);
     }
+    #[cfg(feature = "flex")]
+    if crate::flex_kernels::fused_ops_apply(&x.device(), x.dtype()) {
+        return crate::flex_kernels::layer_norm(x, gamma, beta, None, eps);
+    }
+    decomposed_layer_norm(x, gamma, beta, eps)
+}
+
+/// [`layer_norm`] on an autodiff device as burn's operations (the path of every backend but
+/// flex, and the reference the fused kernel is tested against).
+pub(crate) fn decomposed_layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    eps: f64,
+) -> Tensor<D> {
     // burn's autodiff has no LayerNorm node (it would record the ~8 reductions and
     // broadcasts of the definition and differentiate each), but it differentiates
     // `batch_norm_train` as one operation. LayerNorm over the last dimension of `R` rows is
@@ -92,6 +107,44 @@ pub fn layer_norm<const D: usize>(
         Some(b) => normed + b.unsqueeze::<D>(),
         None => normed,
     }
+}
+
+/// `x ⊙ (1 + scale) + shift`, the adaLN modulation (DiT; paper §3.2).
+pub fn modulate<const D: usize>(x: Tensor<D>, shift: Tensor<D>, scale: Tensor<D>) -> Tensor<D> {
+    x * scale.add_scalar(1.0) + shift
+}
+
+/// [`layer_norm`] followed by [`modulate`] with `shift`, `scale` shaped as `x`: one fused node
+/// with its own backward on flex autodiff devices (f32), the composition elsewhere.
+pub fn modulated_layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    eps: f64,
+    shift: Tensor<D>,
+    scale: Tensor<D>,
+) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if x.device().is_autodiff() && crate::flex_kernels::fused_ops_apply(&x.device(), x.dtype()) {
+        return crate::flex_kernels::layer_norm(x, gamma, beta, Some((shift, scale)), eps);
+    }
+    modulate(layer_norm(x, gamma, beta, eps), shift, scale)
+}
+
+/// A burn [`LayerNorm`] module through [`modulated_layer_norm`]; `eps` must be the module's
+/// epsilon (burn keeps that field private).
+pub fn modulated_layer_norm_module<const D: usize>(
+    norm: &LayerNorm,
+    x: Tensor<D>,
+    eps: f64,
+    shift: Tensor<D>,
+    scale: Tensor<D>,
+) -> Tensor<D> {
+    if !x.device().is_autodiff() {
+        return modulate(norm.forward(x), shift, scale);
+    }
+    let beta = norm.beta.as_ref().map(|b| b.val());
+    modulated_layer_norm(x, Some(norm.gamma.val()), beta, eps, shift, scale)
 }
 
 /// A burn [`LayerNorm`] module applied through [`layer_norm`]; `eps` must be the module's

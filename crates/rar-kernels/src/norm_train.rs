@@ -1,0 +1,345 @@
+//! LayerNorm with its affine parameters and the adaLN modulation, forward and backward, for
+//! training (paper §3.2: every block normalises, then modulates with the per-position
+//! condition, DiT's adaLN):
+//!
+//! ```text
+//! n = (x − mean) / √(var + eps)        per row of `width` values, biased variance
+//! y = n ⊙ γ + β                          γ, β: `[width]` (1 and 0 when absent)
+//! out = y ⊙ (1 + scale) + shift          scale, shift: `[rows, width]` (when modulated)
+//! ```
+//!
+//! A decomposed autodiff graph takes about eight passes over the rows forward and more
+//! backward; here the forward is one read and one write (plus the per-row statistics kept
+//! for the backward: mean and `1/σ`), the backward one pass that recomputes `n` from them.
+//! Row blocks run on rayon's threads; the `γ`, `β` gradients are summed per block and then
+//! in block order, so results do not depend on the number of threads.
+
+use rayon::prelude::*;
+
+use crate::error::{KernelError, Result};
+use crate::isa::with_simd;
+
+/// Values per rayon task (128 KiB of `x`; tiny in tests, so that they cover many blocks).
+const TASK_VALUES: usize = if cfg!(test) { 64 } else { 1 << 15 };
+
+/// The optional per-feature affine parameters (`None`: 1 and 0).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NormAffine<'a> {
+    /// Scale `γ`, `[width]`.
+    pub gamma: Option<&'a [f32]>,
+    /// Bias `β`, `[width]`.
+    pub beta: Option<&'a [f32]>,
+}
+
+/// The per-row adaLN modulation applied after the norm, both `[rows, width]`.
+#[derive(Clone, Copy, Debug)]
+pub struct NormModulation<'a> {
+    /// Added last.
+    pub shift: &'a [f32],
+    /// The output is scaled by `1 + scale`.
+    pub scale: &'a [f32],
+}
+
+/// Gradient buffers of [`layer_norm_backward`]; the optional ones are only computed when
+/// given. The gradient of `shift` is `grad_out` itself, so it has no buffer.
+#[derive(Debug)]
+pub struct NormGrads<'a> {
+    /// `[rows, width]`.
+    pub x: &'a mut [f32],
+    /// `[width]` (requires `gamma` in the affine parameters).
+    pub gamma: Option<&'a mut [f32]>,
+    /// `[width]`.
+    pub beta: Option<&'a mut [f32]>,
+    /// `[rows, width]` (requires a modulation).
+    pub scale: Option<&'a mut [f32]>,
+}
+
+fn shape_error(what: String) -> KernelError {
+    KernelError::Shape(format!("layer norm: {what}"))
+}
+
+/// Rows of `x` for `width`, after checking every buffer against them.
+fn check(
+    x: usize,
+    width: usize,
+    affine: NormAffine,
+    modulation: Option<NormModulation>,
+    others: &[(&str, usize, bool)],
+) -> Result<usize> {
+    if width == 0 || !x.is_multiple_of(width) {
+        return Err(shape_error(format!(
+            "{x} values are not whole rows of width {width}"
+        )));
+    }
+    let rows = x / width;
+    let mut lens = vec![
+        ("gamma", affine.gamma.map(<[f32]>::len), width),
+        ("beta", affine.beta.map(<[f32]>::len), width),
+        ("shift", modulation.map(|m| m.shift.len()), x),
+        ("scale", modulation.map(|m| m.scale.len()), x),
+    ];
+    for &(name, len, per_row) in others {
+        lens.push((name, Some(len), if per_row { rows } else { x }));
+    }
+    for (name, len, want) in lens {
+        if let Some(len) = len
+            && len != want
+        {
+            return Err(shape_error(format!(
+                "`{name}` holds {len} values, {rows} rows of {width} need {want}"
+            )));
+        }
+    }
+    Ok(rows)
+}
+
+/// Rows per rayon task for `width`.
+fn task_rows(width: usize) -> usize {
+    (TASK_VALUES / width).max(1)
+}
+
+/// Mean and `1/√(var + eps)` of one row.
+#[inline(always)]
+fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = sum_slice(row) / n;
+    let mut acc = [0f32; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            let d = c[i] - mean;
+            acc[i] += d * d;
+        }
+    }
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum();
+    let var = (acc.iter().sum::<f32>() + tail) / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// `Σ row` in eight lanes.
+#[inline(always)]
+fn sum_slice(row: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+/// Forward: `out` as in the module docs, and `stats[2r] = mean`, `stats[2r + 1] = 1/σ` of
+/// row `r` for [`layer_norm_backward`].
+pub fn layer_norm_forward(
+    x: &[f32],
+    width: usize,
+    affine: NormAffine,
+    modulation: Option<NormModulation>,
+    eps: f32,
+    out: &mut [f32],
+    stats: &mut [f32],
+) -> Result<()> {
+    let rows = check(
+        x.len(),
+        width,
+        affine,
+        modulation,
+        &[("out", out.len(), false), ("stats", stats.len() / 2, true)],
+    )?;
+    if stats.len() != 2 * rows {
+        return Err(shape_error(format!(
+            "`stats` holds {} values, {rows} rows need {}",
+            stats.len(),
+            2 * rows
+        )));
+    }
+    let block = task_rows(width);
+    let run = |(b, (out, stats)): (usize, (&mut [f32], &mut [f32]))| {
+        let first = b * block;
+        with_simd(
+            #[inline(always)]
+            || {
+                for (r, (o, st)) in out.chunks_mut(width).zip(stats.chunks_mut(2)).enumerate() {
+                    let at = (first + r) * width;
+                    let row = &x[at..at + width];
+                    let (mean, inv) = row_stats(row, eps);
+                    st[0] = mean;
+                    st[1] = inv;
+                    for (c, o) in o.iter_mut().enumerate() {
+                        let n = (row[c] - mean) * inv;
+                        let mut y = match affine.gamma {
+                            Some(g) => n * g[c],
+                            None => n,
+                        };
+                        if let Some(b) = affine.beta {
+                            y += b[c];
+                        }
+                        *o = match modulation {
+                            Some(m) => y * (1.0 + m.scale[at + c]) + m.shift[at + c],
+                            None => y,
+                        };
+                    }
+                }
+            },
+        )
+    };
+    out.par_chunks_mut(block * width)
+        .zip(stats.par_chunks_mut(block * 2))
+        .enumerate()
+        .for_each(run);
+    Ok(())
+}
+
+/// Backward of [`layer_norm_forward`] from `grad_out` `[rows, width]` and the `stats` the
+/// forward wrote. With `n`, `y` as in the module docs and `g = grad_out`:
+///
+/// ```text
+/// grad_scale = g ⊙ y,   dy = g ⊙ (1 + scale)   (dy = g unmodulated)
+/// grad_γ = Σ_rows dy ⊙ n,   grad_β = Σ_rows dy,   dn = dy ⊙ γ
+/// grad_x = (dn − mean(dn) − n ⊙ mean(dn ⊙ n)) / σ
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward(
+    x: &[f32],
+    width: usize,
+    affine: NormAffine,
+    modulation: Option<NormModulation>,
+    stats: &[f32],
+    grad_out: &[f32],
+    grads: NormGrads,
+) -> Result<()> {
+    let NormGrads {
+        x: grad_x,
+        gamma: grad_gamma,
+        beta: grad_beta,
+        scale: grad_scale,
+    } = grads;
+    let mut others = vec![
+        ("stats", stats.len() / 2, true),
+        ("grad_out", grad_out.len(), false),
+        ("grad_x", grad_x.len(), false),
+    ];
+    if let Some(s) = &grad_scale {
+        others.push(("grad_scale", s.len(), false));
+    }
+    let rows = check(x.len(), width, affine, modulation, &others)?;
+    for (name, len) in [
+        ("grad_gamma", grad_gamma.as_ref().map(|g| g.len())),
+        ("grad_beta", grad_beta.as_ref().map(|g| g.len())),
+    ] {
+        if let Some(len) = len
+            && len != width
+        {
+            return Err(shape_error(format!(
+                "`{name}` holds {len} values, width {width}"
+            )));
+        }
+    }
+    if grad_scale.is_some() && modulation.is_none() {
+        return Err(shape_error("`grad_scale` without a modulation".into()));
+    }
+    if grad_gamma.is_some() && affine.gamma.is_none() {
+        return Err(shape_error("`grad_gamma` without `gamma`".into()));
+    }
+    if stats.len() != 2 * rows {
+        return Err(shape_error(format!(
+            "`stats` holds {} values, {rows} rows need {}",
+            stats.len(),
+            2 * rows
+        )));
+    }
+    let block = task_rows(width);
+    let blocks = rows.div_ceil(block);
+    let want_params = grad_gamma.is_some() || grad_beta.is_some();
+    let mut scale_blocks: Vec<Option<&mut [f32]>> = match grad_scale {
+        Some(s) => s.chunks_mut(block * width).map(Some).collect(),
+        None => (0..blocks).map(|_| None).collect(),
+    };
+    scale_blocks.truncate(blocks);
+    // Per block: (Σ dy ⊙ n, Σ dy) over its rows, `[2 · width]`.
+    let partials: Vec<Vec<f32>> = grad_x
+        .par_chunks_mut(block * width)
+        .zip(scale_blocks.into_par_iter())
+        .enumerate()
+        .map(|(b, (gx, mut gs))| {
+            let mut params = vec![0f32; if want_params { 2 * width } else { 0 }];
+            let mut dn = vec![0f32; width];
+            let first = b * block;
+            with_simd(
+                #[inline(always)]
+                || {
+                    for (r, gx) in gx.chunks_mut(width).enumerate() {
+                        let row_index = first + r;
+                        let at = row_index * width;
+                        let row = &x[at..at + width];
+                        let g = &grad_out[at..at + width];
+                        let (mean, inv) = (stats[2 * row_index], stats[2 * row_index + 1]);
+                        let (mut s_dn, mut s_dnn) = ([0f32; 8], [0f32; 8]);
+                        for c in 0..width {
+                            let n = (row[c] - mean) * inv;
+                            let dy = match modulation {
+                                Some(m) => {
+                                    if let Some(gs) = gs.as_deref_mut() {
+                                        let mut y = match affine.gamma {
+                                            Some(gm) => n * gm[c],
+                                            None => n,
+                                        };
+                                        if let Some(bt) = affine.beta {
+                                            y += bt[c];
+                                        }
+                                        gs[r * width + c] = g[c] * y;
+                                    }
+                                    g[c] * (1.0 + m.scale[at + c])
+                                }
+                                None => g[c],
+                            };
+                            if want_params {
+                                params[c] += dy * n;
+                                params[width + c] += dy;
+                            }
+                            let d = match affine.gamma {
+                                Some(gm) => dy * gm[c],
+                                None => dy,
+                            };
+                            dn[c] = d;
+                            s_dn[c % 8] += d;
+                            s_dnn[c % 8] += d * n;
+                        }
+                        let w = width as f32;
+                        let mean_dn = s_dn.iter().sum::<f32>() / w;
+                        let mean_dnn = s_dnn.iter().sum::<f32>() / w;
+                        for c in 0..width {
+                            let n = (row[c] - mean) * inv;
+                            gx[c] = (dn[c] - mean_dn - n * mean_dnn) * inv;
+                        }
+                    }
+                },
+            );
+            params
+        })
+        .collect();
+    if want_params {
+        let mut total = vec![0f32; 2 * width];
+        for p in &partials {
+            for (t, v) in total.iter_mut().zip(p) {
+                *t += v;
+            }
+        }
+        if let Some(gg) = grad_gamma {
+            gg.copy_from_slice(&total[..width]);
+        }
+        if let Some(gb) = grad_beta {
+            gb.copy_from_slice(&total[width..]);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "norm_train_tests.rs"]
+mod tests;

@@ -1,0 +1,65 @@
+//! Column sums of row-major rows (a bias gradient: `Σ_rows grad_out`).
+
+use rayon::prelude::*;
+
+use crate::error::{KernelError, Result};
+use crate::isa::with_simd;
+
+/// Values per rayon task (tiny in tests, so that they cover many blocks).
+const TASK_VALUES: usize = if cfg!(test) { 64 } else { 1 << 15 };
+
+/// `out[c] = Σ_r values[r · width + c]`. Row blocks are summed on rayon's threads and then in
+/// block order, so the result does not depend on the number of threads.
+pub fn column_sums(values: &[f32], width: usize, out: &mut [f32]) -> Result<()> {
+    if width == 0 || !values.len().is_multiple_of(width) || out.len() != width {
+        return Err(KernelError::Shape(format!(
+            "column sums: {} values in rows of {width} into {} sums",
+            values.len(),
+            out.len()
+        )));
+    }
+    let block = (TASK_VALUES / width).max(1) * width;
+    let partials: Vec<Vec<f32>> = values
+        .par_chunks(block)
+        .map(|rows| {
+            let mut acc = vec![0f32; width];
+            with_simd(
+                #[inline(always)]
+                || {
+                    for row in rows.chunks_exact(width) {
+                        for (a, &v) in acc.iter_mut().zip(row) {
+                            *a += v;
+                        }
+                    }
+                },
+            );
+            acc
+        })
+        .collect();
+    out.fill(0.0);
+    for p in &partials {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_every_column_over_all_blocks() {
+        let (rows, width) = (45, 7);
+        let values: Vec<f32> = (0..rows * width).map(|i| (i as f32 * 0.3).sin()).collect();
+        let mut out = vec![f32::NAN; width];
+        column_sums(&values, width, &mut out).unwrap();
+        for (c, &got) in out.iter().enumerate() {
+            let want: f64 = (0..rows).map(|r| values[r * width + c] as f64).sum();
+            assert!((got as f64 - want).abs() < 1e-5, "column {c}");
+        }
+        assert!(column_sums(&values[1..], width, &mut out).is_err());
+        assert!(column_sums(&values, width, &mut out[1..]).is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! `x · W + b` on flex as one autodiff node, calling the `gemm` crate (the one burn-flex uses)
+//! directly. burn's linear is a product and a broadcast bias add; burn-flex zero-fills every
+//! product's output and then copies it once more to align it, and its backward transposes
+//! operands into fresh buffers. Here the output starts as the bias rows (or uninitialised
+//! memory) and the product accumulates into it; the backward hands `gemm` the transposes as
+//! strides.
+
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops};
+use burn_flex::FlexTensor;
+
+use super::{contiguous, from_vec, register, values};
+
+/// Products below this many multiply-adds stay on the calling thread (burn-flex's bound).
+const PARALLEL_MACS: usize = 192 * 192 * 192;
+
+/// A row-major view for `gemm`: element `(i, j)` at `i · row_stride + j · col_stride`.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl View<'_> {
+    /// Whether every element lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
+}
+
+/// `dst ← (accumulate ? dst : 0) + lhs · rhs` for `dst` `[m, n]` row-major.
+fn product(dst: &mut [std::mem::MaybeUninit<f32>], accumulate: bool, lhs: View, rhs: View) {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    assert!(
+        rhs.rows == k && dst.len() == m * n && lhs.in_bounds() && rhs.in_bounds(),
+        "fused linear: product of [{m}, {k}] and [{}, {n}] into {} values",
+        rhs.rows,
+        dst.len()
+    );
+    let parallelism = if m * n * k >= PARALLEL_MACS {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assertion bounds every element gemm reads in `lhs` and `rhs` and writes in
+    // `dst` (`[m, n]`, row stride `n`); without `accumulate` gemm only writes `dst`, so its
+    // uninitialised contents are never read.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr().cast::<f32>(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// `[rows, cols]` of a row-major buffer.
+fn rows_of(data: &[f32], rows: usize, cols: usize) -> View<'_> {
+    View {
+        data,
+        rows,
+        cols,
+        row_stride: cols,
+        col_stride: 1,
+    }
+}
+
+/// `[rows, cols]` stored transposed (`[cols, rows]` row-major).
+fn transposed(data: &[f32], rows: usize, cols: usize) -> View<'_> {
+    View {
+        data,
+        rows,
+        cols,
+        row_stride: 1,
+        col_stride: rows,
+    }
+}
+
+/// A fresh `[m, n]` buffer holding `lhs · rhs`, plus `bias` on every row when given.
+fn new_product(lhs: View, rhs: View, bias: Option<&[f32]>) -> Vec<f32> {
+    let (m, n) = (lhs.rows, rhs.cols);
+    let mut out = Vec::with_capacity(m * n);
+    match bias {
+        Some(b) => {
+            for _ in 0..m {
+                out.extend_from_slice(b);
+            }
+            // SAFETY: `f32` and `MaybeUninit<f32>` have the same layout; every value is set.
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) };
+            product(dst, true, lhs, rhs);
+        }
+        None => {
+            product(&mut out.spare_capacity_mut()[..m * n], false, lhs, rhs);
+            // SAFETY: `product` wrote all `m · n` values.
+            unsafe { out.set_len(m * n) };
+        }
+    }
+    out
+}
+
+/// The inputs, contiguous, kept for the backward.
+#[derive(Clone, Debug)]
+pub(super) struct LinearState {
+    pub x: FlexTensor,
+    pub weight: FlexTensor,
+    pub bias: Option<FlexTensor>,
+}
+
+impl LinearState {
+    pub fn new(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> Self {
+        Self {
+            x: contiguous(x),
+            weight: contiguous(weight),
+            bias: bias.map(contiguous),
+        }
+    }
+
+    /// `[K, N]` of the weight and the rows of `x`.
+    fn sizes(&self) -> (usize, usize, usize) {
+        let w = self.weight.layout().shape();
+        let (k, n) = (w[0], w[1]);
+        let xs = self.x.layout().shape();
+        assert!(
+            w.num_dims() == 2 && xs[xs.num_dims() - 1] == k,
+            "fused linear: input {xs:?} against weight {w:?}"
+        );
+        (self.x.layout().num_elements() / k.max(1), k, n)
+    }
+
+    pub fn forward(&self) -> FlexTensor {
+        let (rows, k, n) = self.sizes();
+        let out = new_product(
+            rows_of(values(&self.x), rows, k),
+            rows_of(values(&self.weight), k, n),
+            self.bias.as_ref().map(values),
+        );
+        let mut shape = self.x.layout().shape().clone();
+        let last = shape.num_dims() - 1;
+        shape[last] = n;
+        from_vec(out, shape)
+    }
+}
+
+/// Backward of the linear layer (parents `x`, `weight`, `bias`).
+#[derive(Debug)]
+pub(super) struct LinearBackward;
+
+impl Backward<Flex, 3> for LinearBackward {
+    type State = LinearState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let g = contiguous(grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let (rows, k, n) = s.sizes();
+        let [node_x, node_w, node_b] = ops.parents.map(|p| p.map(|n| n.id));
+        let grad = rows_of(values(&g), rows, n);
+        if node_x.is_some() {
+            // dx = g · Wᵀ
+            let dx = new_product(grad, transposed(values(&s.weight), n, k), None);
+            register(grads, node_x, dx, &s.x);
+        }
+        if node_w.is_some() {
+            // dW = xᵀ · g
+            let dw = new_product(transposed(values(&s.x), k, rows), grad, None);
+            register(grads, node_w, dw, &s.weight);
+        }
+        if let (Some(_), Some(bias)) = (node_b, &s.bias) {
+            let mut db = vec![0f32; n];
+            rar_kernels::column_sums(values(&g), n, &mut db)
+                .unwrap_or_else(|e| panic!("fused linear bias gradient: {e}"));
+            register(grads, node_b, db, bias);
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Fused CPU kernels of `rar-kernels` as a burn backend extension for flex, with their own
+//! autodiff backward (issue #12).
+//!
+//! burn differentiates attention, LayerNorm, GELU and the cross-entropy as the pieces they
+//! are written in — score matrices, reductions, broadcasts, exponentials — each a full pass
+//! through memory in both directions, and on flex most of those passes run on one thread.
+//! Here each is one autodiff node whose forward and backward are host kernels split over
+//! rayon's threads:
+//!
+//! * [`linear`] — `x · W + b` straight into its output buffer (no zero fill, no alignment
+//!   copy, transposes as strides in the backward);
+//! * [`causal_attention`] — flash-style causal attention (nothing `L × L` kept);
+//! * [`layer_norm`] — LayerNorm with affine parameters and, optionally, the adaLN
+//!   modulation `· (1 + scale) + shift`;
+//! * [`gelu`] — the exact (erf) GELU with its exact derivative;
+//! * [`cross_entropy`] — softmax cross-entropy of next-token logits.
+//!
+//! Every other backend (ndarray, wgpu, CUDA) keeps burn's decomposed path, so the model code
+//! is the same everywhere; [`fused_ops_apply`] and [`fused_products_apply`] say where
+//! these run.
+
+mod attention;
+mod cross_entropy;
+mod gelu;
+mod linear;
+mod norm;
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, OpsKind};
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Autodiff, Dispatch, Flex, backend_extension};
+use burn::tensor::{DType, Device, Int, Shape, Tensor, TensorData};
+use burn_flex::FlexTensor;
+use rar_kernels::AttentionDropout;
+
+use attention::{AttentionState, CausalAttentionBackward};
+use cross_entropy::CrossEntropyBackward;
+use gelu::GeluBackward;
+use linear::{LinearBackward, LinearState};
+use norm::{LayerNormBackward, ModulatedLayerNormBackward, NormInputs, NormState};
+
+/// Host kernels reachable from a `Tensor` on flex (plain or autodiff).
+#[backend_extension(Autodiff, Flex)]
+pub trait FusedCpuOps: burn::backend::Backend {
+    /// `softmax(scale·q·kᵀ + causal mask)·v` for `q` `[B, H, Lq, d]` and `k`, `v`
+    /// `[B, H, Lk, d]`, the mask aligned bottom-right (query `i` sees keys `0 … Lk − Lq + i`);
+    /// with `keep < 1` the probabilities are dropped out with keep probability `keep` by the
+    /// mask that `seed` keys ([`rar_kernels::AttentionDropout`]).
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+        keep: f32,
+        seed: u64,
+    ) -> FloatTensor<Self>;
+
+    /// `x · weight + bias` for `x` `[…, K]`, `weight` `[K, N]`, `bias` `[N]`.
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// LayerNorm over the last dimension, `· gamma + beta` (both `[C]`).
+    fn layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self>;
+
+    /// [`FusedCpuOps::layer_norm`] followed by `· (1 + scale) + shift` (both shaped as `x`).
+    fn modulated_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self>;
+
+    /// Exact GELU `x·Φ(x)`.
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Per-target cross-entropy `[B, N]` of `logits` `[B, P, V]` (`P ≥ N`; positions `N…`
+    /// are unlabelled) against `labels` `[B, N]`.
+    fn cross_entropy(logits: FloatTensor<Self>, labels: IntTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// Whether the fused LayerNorm, GELU and cross-entropy run for tensors on `device` of
+/// `dtype`: flex and f32 (elsewhere callers use burn's decomposed operations).
+pub fn fused_ops_apply(device: &Device, dtype: DType) -> bool {
+    *device == Device::flex() && dtype == DType::F32
+}
+
+/// Whether [`linear`] and [`causal_attention`] run for tensors on `device` of `dtype`:
+/// [`fused_ops_apply`] and f32 products (under [`crate::ComputePrecision::Bf16`] products keep
+/// burn's path, rounded to bf16 like the reference's autocast).
+pub fn fused_products_apply(device: &Device, dtype: DType) -> bool {
+    fused_ops_apply(device, dtype)
+        && crate::precision::compute_precision() == crate::ComputePrecision::F32
+}
+
+/// Fused causal attention of `q` `[B, H, Lq, d]` over `k`, `v` `[B, H, Lk, d]` (`Lk ≥ Lq`) on
+/// flex, with optional dropout on the probabilities; differentiable when the tensors are on
+/// an autodiff device. Callers check [`fused_products_apply`] first.
+pub fn causal_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    scale: f32,
+    dropout: Option<AttentionDropout>,
+) -> Tensor<4> {
+    let (keep, seed) = dropout.map_or((1.0, 0), |d| (d.keep, d.seed));
+    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::causal_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        scale,
+        keep,
+        seed,
+    ))
+}
+
+/// Fused `x · weight + bias` (`weight` `[K, N]`; no bias: 0). Callers check
+/// [`fused_products_apply`] first (f32 products).
+pub fn linear<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[1]], &x.device()));
+    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::linear(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
+/// Fused LayerNorm over the last dimension of `x` with optional affine parameters (absent:
+/// 1 and 0) and an optional adaLN modulation `(shift, scale)`, each shaped as `x`. Callers
+/// check [`fused_ops_apply`] first.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Option<Tensor<1>>,
+    beta: Option<Tensor<1>>,
+    modulation: Option<(Tensor<D>, Tensor<D>)>,
+    eps: f64,
+) -> Tensor<D> {
+    let (c, device) = (x.dims()[D - 1], x.device());
+    let gamma = gamma.unwrap_or_else(|| Tensor::ones([c], &device));
+    let beta = beta.unwrap_or_else(|| Tensor::zeros([c], &device));
+    let (x, gamma, beta) = (
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+    );
+    Tensor::from_dispatch(match modulation {
+        Some((shift, scale)) => <Dispatch as FusedCpuOps>::modulated_layer_norm(
+            x,
+            gamma,
+            beta,
+            shift.into_dispatch(),
+            scale.into_dispatch(),
+            eps as f32,
+        ),
+        None => <Dispatch as FusedCpuOps>::layer_norm(x, gamma, beta, eps as f32),
+    })
+}
+
+/// Fused exact GELU. Callers check [`fused_ops_apply`] first.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::gelu(x.into_dispatch()))
+}
+
+/// Fused per-target cross-entropy `[B, N]` of `logits` `[B, P, V]` against `labels` `[B, N]`.
+/// Callers check [`fused_ops_apply`] first.
+pub fn cross_entropy(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::cross_entropy(
+        logits.into_dispatch(),
+        labels.into_dispatch(),
+    ))
+}
+
+/// The tensor in row-major order (a copy only when it is a strided view).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("contiguous f32 after `contiguous`")
+}
+
+fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// Adds `grad` (shaped like `like`) to the gradient of `node`, if it is tracked.
+fn register(grads: &mut Gradients, node: Option<NodeId>, grad: Vec<f32>, like: &FlexTensor) {
+    if let Some(node) = node {
+        grads.register::<Flex>(node, from_vec(grad, like.layout().shape().clone()));
+    }
+}
+
+impl FusedCpuOps for Flex {
+    fn causal_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        scale: f32,
+        keep: f32,
+        seed: u64,
+    ) -> FlexTensor {
+        let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
+        attention::forward(&q, &k, &v, attention::options(scale, keep, seed)).0
+    }
+
+    fn linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        LinearState::new(x, weight, Some(bias)).forward()
+    }
+
+    fn layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f32) -> FlexTensor {
+        NormInputs::new(x, gamma, beta, None, eps).forward().0
+    }
+
+    fn modulated_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        shift: FlexTensor,
+        scale: FlexTensor,
+        eps: f32,
+    ) -> FlexTensor {
+        NormInputs::new(x, gamma, beta, Some((shift, scale)), eps)
+            .forward()
+            .0
+    }
+
+    fn gelu(x: FlexTensor) -> FlexTensor {
+        gelu::forward(&contiguous(x))
+    }
+
+    fn cross_entropy(logits: FlexTensor, labels: FlexTensor) -> FlexTensor {
+        cross_entropy::forward(logits, labels).0
+    }
+}
+
+/// Records `output` with `state` for `backward` when any parent is tracked.
+fn finish<B, S, C, const N: usize>(
+    kind: OpsKind<B, Flex, S, C, N>,
+    state: impl FnOnce() -> S,
+    output: FlexTensor,
+) -> FloatTensor<Autodiff<Flex, C>>
+where
+    B: Backward<Flex, N, State = S>,
+    S: Clone + Send + std::fmt::Debug + 'static,
+    C: CheckpointStrategy,
+{
+    match kind {
+        OpsKind::Tracked(prep) => prep.finish(state(), output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
+    }
+}
+
+impl<C: CheckpointStrategy> FusedCpuOps for Autodiff<Flex, C> {
+    fn causal_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+        keep: f32,
+        seed: u64,
+    ) -> FloatTensor<Self> {
+        let options = attention::options(scale, keep, seed);
+        let kind = CausalAttentionBackward
+            .prepare::<C>([q.node(), k.node(), v.node()])
+            .compute_bound()
+            .stateful();
+        let (q, k, v) = (
+            contiguous(q.primitive().clone()),
+            contiguous(k.primitive().clone()),
+            contiguous(v.primitive().clone()),
+        );
+        let (out, lse) = attention::forward(&q, &k, &v, options);
+        let state = || AttentionState {
+            q,
+            k,
+            v,
+            out: out.clone(),
+            lse,
+            options,
+        };
+        finish(kind, state, out.clone())
+    }
+
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let kind = LinearBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful();
+        let state = LinearState::new(
+            x.primitive().clone(),
+            weight.primitive().clone(),
+            Some(bias.primitive().clone()),
+        );
+        let out = state.forward();
+        finish(kind, || state, out)
+    }
+
+    fn layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        let kind = LayerNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful();
+        let inputs = NormInputs::new(
+            x.primitive().clone(),
+            gamma.primitive().clone(),
+            beta.primitive().clone(),
+            None,
+            eps,
+        );
+        let (out, stats) = inputs.forward();
+        finish(kind, || NormState { inputs, stats }, out)
+    }
+
+    fn modulated_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        shift: FloatTensor<Self>,
+        scale: FloatTensor<Self>,
+        eps: f32,
+    ) -> FloatTensor<Self> {
+        let kind = ModulatedLayerNormBackward
+            .prepare::<C>([
+                x.node(),
+                gamma.node(),
+                beta.node(),
+                shift.node(),
+                scale.node(),
+            ])
+            .compute_bound()
+            .stateful();
+        let inputs = NormInputs::new(
+            x.primitive().clone(),
+            gamma.primitive().clone(),
+            beta.primitive().clone(),
+            Some((shift.primitive().clone(), scale.primitive().clone())),
+            eps,
+        );
+        let (out, stats) = inputs.forward();
+        finish(kind, || NormState { inputs, stats }, out)
+    }
+
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let kind = GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful();
+        let input = contiguous(x.primitive().clone());
+        let out = gelu::forward(&input);
+        finish(kind, || input, out)
+    }
+
+    fn cross_entropy(logits: FloatTensor<Self>, labels: FlexTensor) -> FloatTensor<Self> {
+        let kind = CrossEntropyBackward
+            .prepare::<C>([logits.node()])
+            .compute_bound()
+            .stateful();
+        let (loss, state) = cross_entropy::forward(logits.primitive().clone(), labels);
+        finish(kind, || state, loss)
+    }
+}
+
+#[cfg(test)]
+mod tests;
