@@ -1,14 +1,17 @@
 //! Micro-benchmarks of the decode kernels at RAR-B width (C 768, I 3072) and 16 rows (a guided
 //! batch of 8 images): the packed product in f32 and bf16 against a plain row-major loop,
 //! LayerNorm, GELU and one-query attention; and the training attention (forward, backward) at
-//! the benchmark model's size (batch 8, 8 heads, 258 positions, 32 features per head).
+//! the benchmark model's size (batch 8, 8 heads, 258 positions, 32 features per head) with the
+//! training step's fused GELU, LayerNorm and cross-entropy.
 //!
 //! `cargo bench -p rar-kernels` (add `-- --quick` for a short run).
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rar_kernels::{
-    CausalOptions, CausalShape, Isa, PackedLinear, PackedPrecision, attend_one,
-    causal_attention_backward, causal_attention_forward, gelu_in_place, layer_norm_rows,
+    CausalOptions, CausalShape, Isa, NormAffine, NormGrads, NormModulation, PackedLinear,
+    PackedPrecision, TokenShape, attend_one, causal_attention_backward, causal_attention_forward,
+    cross_entropy_backward, cross_entropy_forward, gelu_backward, gelu_forward, gelu_in_place,
+    layer_norm_backward, layer_norm_forward, layer_norm_rows,
 };
 
 fn values(len: usize) -> Vec<f32> {
@@ -106,5 +109,76 @@ fn training_attention(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, products, elementwise, training_attention);
+/// The training step's fused element-wise kernels at the benchmark model's size (batch 8,
+/// 258 positions, C 256, I 1024, V 1024).
+fn training_elementwise(c: &mut Criterion) {
+    let (rows, width, hidden, vocab) = (8 * 258, 256, 1024, 1024);
+    let mut group = c.benchmark_group("training_elementwise");
+    let x = values(rows * hidden);
+    let (mut out, mut grad) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+    group.bench_function("gelu_forward 2064x1024", |b| {
+        b.iter(|| gelu_forward(&x, &mut out).unwrap())
+    });
+    group.bench_function("gelu_backward 2064x1024", |b| {
+        b.iter(|| gelu_backward(&x, &out, &mut grad).unwrap())
+    });
+    let x = values(rows * width);
+    let (shift, scale, gamma) = (values(x.len()), values(x.len()), values(width));
+    let affine = NormAffine {
+        gamma: Some(&gamma),
+        beta: Some(&gamma),
+    };
+    let modulation = Some(NormModulation {
+        shift: &shift,
+        scale: &scale,
+    });
+    let (mut out, mut stats) = (vec![0f32; x.len()], vec![0f32; 2 * rows]);
+    group.bench_function("layer_norm_forward modulated 2064x256", |b| {
+        b.iter(|| {
+            layer_norm_forward(&x, width, affine, modulation, 1e-6, &mut out, &mut stats).unwrap()
+        })
+    });
+    let (mut gx, mut gs, mut gg, mut gb) = (
+        vec![0f32; x.len()],
+        vec![0f32; x.len()],
+        vec![0f32; width],
+        vec![0f32; width],
+    );
+    group.bench_function("layer_norm_backward modulated 2064x256", |b| {
+        b.iter(|| {
+            let grads = NormGrads {
+                x: &mut gx,
+                gamma: Some(&mut gg),
+                beta: Some(&mut gb),
+                scale: Some(&mut gs),
+            };
+            layer_norm_backward(&x, width, affine, modulation, &stats, &shift, grads).unwrap()
+        })
+    });
+    let shape = TokenShape {
+        batch: 8,
+        positions: 258,
+        targets: 257,
+        vocab,
+    };
+    let logits = values(8 * 258 * vocab);
+    let labels: Vec<i64> = (0..8 * 257).map(|i| (i * 37 % vocab) as i64).collect();
+    let (mut loss, mut lse) = (vec![0f32; 8 * 257], vec![0f32; 8 * 257]);
+    let mut grad = vec![0f32; logits.len()];
+    group.bench_function("cross_entropy_forward 8x258x1024", |b| {
+        b.iter(|| cross_entropy_forward(&logits, &labels, shape, &mut loss, &mut lse).unwrap())
+    });
+    group.bench_function("cross_entropy_backward 8x258x1024", |b| {
+        b.iter(|| cross_entropy_backward(&logits, &labels, &lse, &loss, shape, &mut grad).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    products,
+    elementwise,
+    training_attention,
+    training_elementwise
+);
 criterion_main!(benches);

@@ -170,19 +170,21 @@ pub fn layer_norm_forward(
                     let (mean, inv) = row_stats(row, eps);
                     st[0] = mean;
                     st[1] = inv;
-                    for (c, o) in o.iter_mut().enumerate() {
-                        let n = (row[c] - mean) * inv;
-                        let mut y = match affine.gamma {
-                            Some(g) => n * g[c],
-                            None => n,
-                        };
-                        if let Some(b) = affine.beta {
-                            y += b[c];
+                    // One simple loop per step, so that each vectorises.
+                    for (o, &v) in o.iter_mut().zip(row) {
+                        *o = (v - mean) * inv;
+                    }
+                    if let Some(g) = affine.gamma {
+                        o.iter_mut().zip(g).for_each(|(o, &g)| *o *= g);
+                    }
+                    if let Some(b) = affine.beta {
+                        o.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
+                    }
+                    if let Some(m) = modulation {
+                        let (shift, scale) = (&m.shift[at..at + width], &m.scale[at..at + width]);
+                        for ((o, &sh), &sc) in o.iter_mut().zip(shift).zip(scale) {
+                            *o = *o * (1.0 + sc) + sh;
                         }
-                        *o = match modulation {
-                            Some(m) => y * (1.0 + m.scale[at + c]) + m.shift[at + c],
-                            None => y,
-                        };
                     }
                 }
             },
@@ -268,7 +270,7 @@ pub fn layer_norm_backward(
         .enumerate()
         .map(|(b, (gx, mut gs))| {
             let mut params = vec![0f32; if want_params { 2 * width } else { 0 }];
-            let mut dn = vec![0f32; width];
+            let (mut dy, mut n) = (vec![0f32; width], vec![0f32; width]);
             let first = b * block;
             with_simd(
                 #[inline(always)]
@@ -279,43 +281,61 @@ pub fn layer_norm_backward(
                         let row = &x[at..at + width];
                         let g = &grad_out[at..at + width];
                         let (mean, inv) = (stats[2 * row_index], stats[2 * row_index + 1]);
-                        let (mut s_dn, mut s_dnn) = ([0f32; 8], [0f32; 8]);
-                        for c in 0..width {
-                            let n = (row[c] - mean) * inv;
-                            let dy = match modulation {
-                                Some(m) => {
-                                    if let Some(gs) = gs.as_deref_mut() {
-                                        let mut y = match affine.gamma {
-                                            Some(gm) => n * gm[c],
-                                            None => n,
-                                        };
-                                        if let Some(bt) = affine.beta {
-                                            y += bt[c];
-                                        }
-                                        gs[r * width + c] = g[c] * y;
-                                    }
-                                    g[c] * (1.0 + m.scale[at + c])
+                        // One simple loop per step, so that each vectorises.
+                        for (n, &v) in n.iter_mut().zip(row) {
+                            *n = (v - mean) * inv;
+                        }
+                        match modulation {
+                            Some(m) => {
+                                let scale = &m.scale[at..at + width];
+                                for ((d, &g), &s) in dy.iter_mut().zip(g).zip(scale) {
+                                    *d = g * (1.0 + s);
                                 }
-                                None => g[c],
-                            };
-                            if want_params {
-                                params[c] += dy * n;
-                                params[width + c] += dy;
+                                if let Some(gs) = gs.as_deref_mut() {
+                                    let gs = &mut gs[r * width..(r + 1) * width];
+                                    for ((o, &g), &n) in gs.iter_mut().zip(g).zip(&n) {
+                                        *o = g * n;
+                                    }
+                                    if let Some(gm) = affine.gamma {
+                                        gs.iter_mut().zip(gm).for_each(|(o, &gm)| *o *= gm);
+                                    }
+                                    if let Some(bt) = affine.beta {
+                                        for ((o, &g), &bt) in gs.iter_mut().zip(g).zip(bt) {
+                                            *o += g * bt;
+                                        }
+                                    }
+                                }
                             }
-                            let d = match affine.gamma {
-                                Some(gm) => dy * gm[c],
-                                None => dy,
-                            };
-                            dn[c] = d;
-                            s_dn[c % 8] += d;
-                            s_dnn[c % 8] += d * n;
+                            None => dy.copy_from_slice(g),
+                        }
+                        if want_params {
+                            let (pg, pb) = params.split_at_mut(width);
+                            for (((pg, pb), &d), &n) in pg.iter_mut().zip(pb).zip(&dy).zip(&n) {
+                                *pg += d * n;
+                                *pb += d;
+                            }
+                        }
+                        // dn = dy ⊙ γ, kept in `dy`.
+                        if let Some(gm) = affine.gamma {
+                            dy.iter_mut().zip(gm).for_each(|(d, &gm)| *d *= gm);
+                        }
+                        let (mut s_dn, mut s_dnn) = ([0f32; 8], [0f32; 8]);
+                        let (mut dc, mut nc) = (dy.chunks_exact(8), n.chunks_exact(8));
+                        for (d, n) in (&mut dc).zip(&mut nc) {
+                            for i in 0..8 {
+                                s_dn[i] += d[i];
+                                s_dnn[i] += d[i] * n[i];
+                            }
+                        }
+                        for (&d, &n) in dc.remainder().iter().zip(nc.remainder()) {
+                            s_dn[0] += d;
+                            s_dnn[0] += d * n;
                         }
                         let w = width as f32;
                         let mean_dn = s_dn.iter().sum::<f32>() / w;
                         let mean_dnn = s_dnn.iter().sum::<f32>() / w;
-                        for c in 0..width {
-                            let n = (row[c] - mean) * inv;
-                            gx[c] = (dn[c] - mean_dn - n * mean_dnn) * inv;
+                        for ((o, &d), &n) in gx.iter_mut().zip(&dy).zip(&n) {
+                            *o = (d - mean_dn - n * mean_dnn) * inv;
                         }
                     }
                 },
