@@ -9,6 +9,7 @@ use burn::backend::Flex;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::tensor::Shape;
 use burn_flex::FlexTensor;
 
 use super::{contiguous, from_vec, register, values};
@@ -132,10 +133,29 @@ pub(super) struct LinearState {
 
 impl LinearState {
     pub fn new(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> Self {
+        // A column block of a weight (`linear_chunks`) stays a strided view: gemm reads it
+        // in place.
+        let strided_ok = weight.dtype() == burn::tensor::DType::F32
+            && weight.layout().num_dims() == 2
+            && weight.layout().strides().iter().all(|&s| s >= 0);
         Self {
             x: contiguous(x),
-            weight: contiguous(weight),
+            weight: if strided_ok { weight } else { contiguous(weight) },
             bias: bias.map(contiguous),
+        }
+    }
+
+    /// The weight `[K, N]` as gemm reads it (`transpose`: `Wᵀ`, `[N, K]`).
+    fn weight_view(&self, transpose: bool) -> View<'_> {
+        let layout = self.weight.layout();
+        let (shape, strides) = (layout.shape(), layout.strides());
+        let data = &self.weight.storage::<f32>()[layout.start_offset()..];
+        let (rows, cols) = (shape[0], shape[1]);
+        let (rs, cs) = (strides[0] as usize, strides[1] as usize);
+        if transpose {
+            View { data, rows: cols, cols: rows, row_stride: cs, col_stride: rs }
+        } else {
+            View { data, rows, cols, row_stride: rs, col_stride: cs }
         }
     }
 
@@ -155,7 +175,7 @@ impl LinearState {
         let (rows, k, n) = self.sizes();
         let out = new_product(
             rows_of(values(&self.x), rows, k),
-            rows_of(values(&self.weight), k, n),
+            self.weight_view(false),
             self.bias.as_ref().map(values),
         );
         let mut shape = self.x.layout().shape().clone();
@@ -180,13 +200,13 @@ impl Backward<Flex, 3> for LinearBackward {
         let grad = rows_of(values(&g), rows, n);
         if node_x.is_some() {
             // dx = g · Wᵀ
-            let dx = new_product(grad, transposed(values(&s.weight), n, k), None);
+            let dx = new_product(grad, s.weight_view(true), None);
             register(grads, node_x, dx, &s.x);
         }
-        if node_w.is_some() {
+        if let Some(node) = node_w {
             // dW = xᵀ · g
             let dw = new_product(transposed(values(&s.x), k, rows), grad, None);
-            register(grads, node_w, dw, &s.weight);
+            grads.register::<Flex>(node, from_vec(dw, Shape::new([k, n])));
         }
         if let (Some(_), Some(bias)) = (node_b, &s.bias) {
             let mut db = vec![0f32; n];
