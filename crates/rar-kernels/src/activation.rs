@@ -47,10 +47,19 @@ pub fn gelu_in_place(x: &mut [f32]) {
 /// Values per rayon task of the training activations.
 const TASK_VALUES: usize = 1 << 14;
 
-/// `Φ(x)`, the standard normal CDF, through [`erf`].
+/// `Φ(x)`, the standard normal CDF, in f32 so that it vectorises 8 wide: Abramowitz & Stegun
+/// 7.1.26, `erfc(z) ≈ t·P(t)·e^{−z²}` with `t = 1/(1 + p·z)`, `z = |x|/√2` (absolute error
+/// ≤ 1.5·10⁻⁷ in erf). The tail `Φ(x) = erfc(z)/2` for `x < 0` is computed directly, without
+/// the cancellation of `1 + erf(x/√2)`.
 #[inline(always)]
 fn normal_cdf(x: f32) -> f32 {
-    0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_8, -1.453_152, 1.061_405_4];
+    let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
+    let t = 1.0 / (1.0 + P * z);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let tail = 0.5 * poly * exp(-z * z);
+    if x >= 0.0 { 1.0 - tail } else { tail }
 }
 
 /// Exact GELU `out = x·Φ(x)` for training (the input is kept by the caller for
