@@ -23,6 +23,7 @@ mod attention_tiles;
 mod bf16;
 mod causal_attention;
 mod cross_entropy;
+mod dropout;
 mod error;
 mod exp;
 mod isa;
@@ -40,6 +41,7 @@ pub use causal_attention::{
     causal_attention_forward, causal_dropout_mask,
 };
 pub use cross_entropy::{TokenShape, cross_entropy_backward, cross_entropy_forward};
+pub use dropout::dropout_scale;
 pub use error::{KernelError, Result};
 pub use isa::Isa;
 pub use norm::{gated_add, layer_norm_rows, modulate};

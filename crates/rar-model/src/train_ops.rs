@@ -182,13 +182,24 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// therefore drawn on the host by a xoshiro256++ generator seeded from four draws of the
 /// device RNG — so `device.seed(..)` still fixes every mask — and compared at 32-bit
 /// resolution (`keep` exact to 2⁻³²). Elsewhere burn's own draw is used. Either way the
-/// scaled mask carries no gradient, so the backward pass is a single product.
+/// scaled mask carries no gradient, so the backward pass is a single product. On flex (f32)
+/// one fused node runs instead, its mask hashed from a key drawn from the device RNG
+/// ([`rar_kernels::dropout_scale`]: nothing stored, both passes over rayon's threads).
 pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
     if !layer.training.is_enabled() || !x.device().is_autodiff() || layer.prob == 0.0 {
         return x;
     }
     let keep = 1.0 - layer.prob;
     let device = x.device();
+    #[cfg(feature = "flex")]
+    if keep > 0.0 && crate::flex_kernels::fused_ops_apply(&device, x.dtype()) {
+        let [seed] = device_seed_words::<1>(&device);
+        let key = rar_kernels::AttentionDropout {
+            keep: keep as f32,
+            seed: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        };
+        return crate::flex_kernels::dropout(x, key);
+    }
     let mask = if keep > 0.0 && is_host_device(&device) {
         host_dropout_mask::<D>(x.dims(), keep, &device)
     } else {

@@ -140,7 +140,11 @@ impl LinearState {
             && weight.layout().strides().iter().all(|&s| s >= 0);
         Self {
             x: contiguous(x),
-            weight: if strided_ok { weight } else { contiguous(weight) },
+            weight: if strided_ok {
+                weight
+            } else {
+                contiguous(weight)
+            },
             bias: bias.map(contiguous),
         }
     }
@@ -153,9 +157,21 @@ impl LinearState {
         let (rows, cols) = (shape[0], shape[1]);
         let (rs, cs) = (strides[0] as usize, strides[1] as usize);
         if transpose {
-            View { data, rows: cols, cols: rows, row_stride: cs, col_stride: rs }
+            View {
+                data,
+                rows: cols,
+                cols: rows,
+                row_stride: cs,
+                col_stride: rs,
+            }
         } else {
-            View { data, rows, cols, row_stride: rs, col_stride: cs }
+            View {
+                data,
+                rows,
+                cols,
+                row_stride: rs,
+                col_stride: cs,
+            }
         }
     }
 

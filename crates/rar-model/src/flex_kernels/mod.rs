@@ -13,7 +13,8 @@
 //! * [`layer_norm`] — LayerNorm with affine parameters and, optionally, the adaLN
 //!   modulation `· (1 + scale) + shift`;
 //! * [`gelu`] — the exact (erf) GELU with its exact derivative;
-//! * [`cross_entropy`] — softmax cross-entropy of next-token logits.
+//! * [`cross_entropy`] — softmax cross-entropy of next-token logits;
+//! * [`dropout`] — element-wise dropout with a mask hashed from a seed (never stored).
 //!
 //! Every other backend (ndarray, wgpu, CUDA) keeps burn's decomposed path, so the model code
 //! is the same everywhere; [`fused_ops_apply`] and [`fused_products_apply`] say where
@@ -21,6 +22,7 @@
 
 mod attention;
 mod cross_entropy;
+mod dropout;
 mod gelu;
 mod linear;
 mod norm;
@@ -37,6 +39,7 @@ use rar_kernels::AttentionDropout;
 
 use attention::{AttentionState, CausalAttentionBackward};
 use cross_entropy::CrossEntropyBackward;
+use dropout::DropoutBackward;
 use gelu::GeluBackward;
 use linear::{LinearBackward, LinearState};
 use norm::{LayerNormBackward, ModulatedLayerNormBackward, NormInputs, NormState};
@@ -84,6 +87,9 @@ pub trait FusedCpuOps: burn::backend::Backend {
 
     /// Exact GELU `x·Φ(x)`.
     fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `x · mask / keep`, the mask keyed by `seed` ([`rar_kernels::dropout_scale`]).
+    fn dropout(x: FloatTensor<Self>, keep: f32, seed: u64) -> FloatTensor<Self>;
 
     /// Per-target cross-entropy `[B, N]` of `logits` `[B, P, V]` (`P ≥ N`; positions `N…`
     /// are unlabelled) against `labels` `[B, N]`.
@@ -176,6 +182,16 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedCpuOps>::gelu(x.into_dispatch()))
 }
 
+/// Fused dropout of `x` with the mask `key` defines (keep probability and seed). Callers
+/// check [`fused_ops_apply`] first.
+pub fn dropout<const D: usize>(x: Tensor<D>, key: AttentionDropout) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::dropout(
+        x.into_dispatch(),
+        key.keep,
+        key.seed,
+    ))
+}
+
 /// Fused per-target cross-entropy `[B, N]` of `logits` `[B, P, V]` against `labels` `[B, N]`.
 /// Callers check [`fused_ops_apply`] first.
 pub fn cross_entropy(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<2> {
@@ -250,6 +266,10 @@ impl FusedCpuOps for Flex {
 
     fn cross_entropy(logits: FlexTensor, labels: FlexTensor) -> FlexTensor {
         cross_entropy::forward(logits, labels).0
+    }
+
+    fn dropout(x: FlexTensor, keep: f32, seed: u64) -> FlexTensor {
+        dropout::forward(x, AttentionDropout { keep, seed })
     }
 }
 
@@ -377,6 +397,16 @@ impl<C: CheckpointStrategy> FusedCpuOps for Autodiff<Flex, C> {
         let input = contiguous(x.primitive().clone());
         let out = gelu::forward(&input);
         finish(kind, || input, out)
+    }
+
+    fn dropout(x: FloatTensor<Self>, keep: f32, seed: u64) -> FloatTensor<Self> {
+        let key = AttentionDropout { keep, seed };
+        let kind = DropoutBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful();
+        let out = dropout::forward(x.primitive().clone(), key);
+        finish(kind, || key, out)
     }
 
     fn cross_entropy(logits: FloatTensor<Self>, labels: FlexTensor) -> FloatTensor<Self> {

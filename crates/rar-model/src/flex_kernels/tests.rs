@@ -192,3 +192,25 @@ fn fused_linear_matches_burns_linear() {
     assert!(err < 1e-5, "dweight without bias {err}");
     assert!(x.grad(&gf).is_none());
 }
+
+/// The fused dropout is `x ⊙ mask` for the mask its key gives (that of
+/// [`rar_kernels::dropout_scale`] on ones), in value and gradient.
+#[test]
+fn fused_dropout_matches_the_product_with_its_mask() {
+    let shape = [3, 70, 100];
+    let x = random(shape, 1.0);
+    let key = AttentionDropout { keep: 0.8, seed: 7 };
+    let n = shape.iter().product::<usize>();
+    let mut mask = vec![0f32; n];
+    rar_kernels::dropout_scale(&vec![1f32; n], key, &mut mask).unwrap();
+    let mask = Tensor::<3>::from_data(TensorData::new(mask, shape), &device());
+    let w = Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &device());
+    let (fused, plain) = (dropout(x.clone(), key), x.clone() * mask);
+    assert!(rel_err(fused.clone(), plain.clone()) < 1e-7, "values");
+    let gf = (fused * w.clone()).sum().backward();
+    let gp = (plain * w).sum().backward();
+    assert!(
+        rel_err(x.grad(&gf).unwrap(), x.grad(&gp).unwrap()) < 1e-7,
+        "gradient"
+    );
+}
