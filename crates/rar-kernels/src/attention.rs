@@ -2,6 +2,7 @@
 
 use crate::exp::exp;
 use crate::isa::with_simd;
+use crate::reduce::sum_lanes;
 
 /// `Σ a[i]·b[i]` with eight partial sums, so the loop vectorises (the order of the additions
 /// differs from a plain left-to-right sum only by rounding).
@@ -56,19 +57,6 @@ pub fn attend_one(
             }
         },
     )
-}
-
-/// `Σ v` with eight partial sums.
-#[inline(always)]
-fn sum_lanes(v: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut chunks = v.chunks_exact(8);
-    for c in &mut chunks {
-        for i in 0..8 {
-            acc[i] += c[i];
-        }
-    }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
 #[cfg(test)]

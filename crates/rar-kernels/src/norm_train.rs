@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
 use crate::isa::with_simd;
+use crate::reduce::sum_lanes;
 
 /// Values per rayon task (128 KiB of `x`; tiny in tests, so that they cover many blocks).
 const TASK_VALUES: usize = if cfg!(test) { 64 } else { 1 << 15 };
@@ -102,7 +103,7 @@ fn task_rows(width: usize) -> usize {
 #[inline(always)]
 fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
     let n = row.len() as f32;
-    let mean = sum_slice(row) / n;
+    let mean = sum_lanes(row) / n;
     let mut acc = [0f32; 8];
     let mut chunks = row.chunks_exact(8);
     for c in &mut chunks {
@@ -120,17 +121,15 @@ fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
-/// `Σ row` in eight lanes.
-#[inline(always)]
-fn sum_slice(row: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut chunks = row.chunks_exact(8);
-    for c in &mut chunks {
-        for i in 0..8 {
-            acc[i] += c[i];
-        }
+/// Errors unless `stats` holds the two statistics of each of `rows` rows.
+fn check_stats(len: usize, rows: usize) -> Result<()> {
+    if len != 2 * rows {
+        return Err(shape_error(format!(
+            "`stats` holds {len} values, {rows} rows need {}",
+            2 * rows
+        )));
     }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+    Ok(())
 }
 
 /// Forward: `out` as in the module docs, and `stats[2r] = mean`, `stats[2r + 1] = 1/σ` of
@@ -151,13 +150,7 @@ pub fn layer_norm_forward(
         modulation,
         &[("out", out.len(), false), ("stats", stats.len() / 2, true)],
     )?;
-    if stats.len() != 2 * rows {
-        return Err(shape_error(format!(
-            "`stats` holds {} values, {rows} rows need {}",
-            stats.len(),
-            2 * rows
-        )));
-    }
+    check_stats(stats.len(), rows)?;
     let block = task_rows(width);
     let run = |(b, (out, stats)): (usize, (&mut [f32], &mut [f32]))| {
         let first = b * block;
@@ -248,13 +241,7 @@ pub fn layer_norm_backward(
     if grad_gamma.is_some() && affine.gamma.is_none() {
         return Err(shape_error("`grad_gamma` without `gamma`".into()));
     }
-    if stats.len() != 2 * rows {
-        return Err(shape_error(format!(
-            "`stats` holds {} values, {rows} rows need {}",
-            stats.len(),
-            2 * rows
-        )));
-    }
+    check_stats(stats.len(), rows)?;
     let block = task_rows(width);
     let blocks = rows.div_ceil(block);
     let want_params = grad_gamma.is_some() || grad_beta.is_some();
