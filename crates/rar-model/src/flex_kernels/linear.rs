@@ -128,11 +128,11 @@ fn new_product(lhs: View, rhs: View, bias: Option<&[f32]>) -> Vec<f32> {
 pub(super) struct LinearState {
     pub x: FlexTensor,
     pub weight: FlexTensor,
-    pub bias: Option<FlexTensor>,
+    pub bias: FlexTensor,
 }
 
 impl LinearState {
-    pub fn new(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> Self {
+    pub fn new(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> Self {
         // A column block of a weight (`linear_chunks`) stays a strided view: gemm reads it
         // in place.
         let strided_ok = weight.dtype() == burn::tensor::DType::F32
@@ -145,7 +145,7 @@ impl LinearState {
             } else {
                 contiguous(weight)
             },
-            bias: bias.map(contiguous),
+            bias: contiguous(bias),
         }
     }
 
@@ -192,7 +192,7 @@ impl LinearState {
         let out = new_product(
             rows_of(values(&self.x), rows, k),
             self.weight_view(false),
-            self.bias.as_ref().map(values),
+            Some(values(&self.bias)),
         );
         let mut shape = self.x.layout().shape().clone();
         let last = shape.num_dims() - 1;
@@ -224,11 +224,11 @@ impl Backward<Flex, 3> for LinearBackward {
             let dw = new_product(transposed(values(&s.x), k, rows), grad, None);
             grads.register::<Flex>(node, from_vec(dw, Shape::new([k, n])));
         }
-        if let (Some(_), Some(bias)) = (node_b, &s.bias) {
+        if node_b.is_some() {
             let mut db = vec![0f32; n];
             rar_kernels::column_sums(values(&g), n, &mut db)
                 .unwrap_or_else(|e| panic!("fused linear bias gradient: {e}"));
-            register(grads, node_b, db, bias);
+            register(grads, node_b, db, &s.bias);
         }
     }
 }

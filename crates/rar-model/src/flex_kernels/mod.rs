@@ -240,7 +240,7 @@ impl FusedCpuOps for Flex {
     }
 
     fn linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
-        LinearState::new(x, weight, Some(bias)).forward()
+        LinearState::new(x, weight, bias).forward()
     }
 
     fn layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f32) -> FlexTensor {
@@ -333,7 +333,7 @@ impl<C: CheckpointStrategy> FusedCpuOps for Autodiff<Flex, C> {
         let state = LinearState::new(
             x.primitive().clone(),
             weight.primitive().clone(),
-            Some(bias.primitive().clone()),
+            bias.primitive().clone(),
         );
         let out = state.forward();
         finish(kind, || state, out)
