@@ -8,10 +8,10 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rar_kernels::{
-    CausalOptions, CausalShape, Isa, NormAffine, NormGrads, NormModulation, PackedLinear,
-    PackedPrecision, TokenShape, attend_one, causal_attention_backward, causal_attention_forward,
-    cross_entropy_backward, cross_entropy_forward, gelu_backward, gelu_forward, gelu_in_place,
-    layer_norm_backward, layer_norm_forward, layer_norm_rows,
+    CachedHead, CausalOptions, CausalShape, Isa, NormAffine, NormGrads, NormModulation,
+    PackedLinear, PackedPrecision, TokenShape, attend_one, causal_attention_backward,
+    causal_attention_forward, cross_entropy_backward, cross_entropy_forward, gelu_backward,
+    gelu_forward, gelu_in_place, layer_norm_backward, layer_norm_forward, layer_norm_rows,
 };
 
 fn values(len: usize) -> Vec<f32> {
@@ -67,8 +67,14 @@ fn elementwise(c: &mut Criterion) {
     let (d, visible) = (48, 256);
     let (q, kv) = (values(d), values(visible * d));
     let (mut out, mut scratch) = (vec![0f32; d], Vec::new());
+    let head = CachedHead {
+        keys_t: &kv,
+        stride: visible,
+        values: &kv,
+        visible,
+    };
     c.bench_function("attend_one d48 over 256 keys", |b| {
-        b.iter(|| attend_one(&q, &kv, &kv, visible, 0.144, &mut out, &mut scratch))
+        b.iter(|| attend_one(&q, head, 0.144, &mut out, &mut scratch))
     });
 }
 

@@ -34,7 +34,7 @@ mod reduce;
 mod tile;
 
 pub use activation::{erf, gelu_backward, gelu_forward, gelu_in_place, silu_in_place};
-pub use attention::{attend_one, dot};
+pub use attention::{CachedHead, attend_one};
 pub use bf16::{from_bf16, to_bf16};
 pub use causal_attention::{
     AttentionDropout, CausalOptions, CausalShape, causal_attention_backward,

@@ -12,10 +12,11 @@
 //! panel p, row k:  W[k, 16p … 16p + 15]
 //! ```
 //!
-//! A call streams the panels once, in order; for each panel, tiles of up to [`MAX_TILE_ROWS`]
-//! rows of `x` are multiplied while the panel stays in L1/L2 (12 accumulator registers of
-//! 8 lanes with AVX2). The panels are split over rayon's threads, each writing its own
-//! columns of `y`. With [`PackedPrecision::Bf16`] the panels hold bf16 and are widened to f32 in
+//! A call streams the panels once, in order, a few adjacent ones at a time (three with
+//! AVX-512, one with AVX2); for each such group, tiles of up to [`MAX_TILE_ROWS`] rows of `x`
+//! are multiplied while the group stays in L1/L2 (24 accumulator registers of 16 lanes with
+//! AVX-512, 12 of 8 with AVX2; the tile shapes are explained in `tile.rs`). The groups are
+//! split over rayon's threads, each writing its own columns of `y`. With [`PackedPrecision::Bf16`] the panels hold bf16 and are widened to f32 in
 //! registers: half the bytes to stream, products and sums still in f32.
 
 use rayon::prelude::*;
@@ -23,14 +24,15 @@ use rayon::prelude::*;
 use crate::bf16::to_bf16;
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
-use crate::tile::{tile_bf16, tile_f32};
+use crate::tile::{MAX_TILE_PANELS, tile_bf16, tile_f32, tile_shape};
 
 /// Columns per packed panel (two AVX2 registers of f32).
 pub const PANEL: usize = 16;
 
-/// Most rows of `x` one micro-kernel call multiplies (6 × 2 accumulators + 2 weight
-/// registers + 1 broadcast fit AVX2's 16 registers).
-pub const MAX_TILE_ROWS: usize = 6;
+/// Most rows of `x` one micro-kernel call multiplies (AVX-512: 8 rows × 3 panels of
+/// accumulators + 3 weight registers + 1 broadcast fit its 32 registers; AVX2 takes 6 rows ×
+/// 1 panel in its 16).
+pub const MAX_TILE_ROWS: usize = 8;
 
 /// Below this many multiply-adds (`R·K·N`) a product runs on the calling thread.
 const PARALLEL_MIN_MACS: usize = 1 << 18;
@@ -179,58 +181,57 @@ impl PackedLinear {
             return Ok(());
         }
         let isa = isa.min(Isa::detect());
-        let panels = n.div_ceil(PANEL);
+        let (tile_rows, group) = tile_shape(isa);
+        let groups = n.div_ceil(PANEL).div_ceil(group);
         let out_ptr = SharedOut(out.as_mut_ptr());
         let run = |range: std::ops::Range<usize>| {
-            // SAFETY: every task owns the columns of its panels; they never overlap.
+            // SAFETY: every task owns the columns of its panel groups; they never overlap.
             let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.get(), rows * n) };
-            for p in range {
-                self.panel(isa, p, x, rows, out);
+            for gi in range {
+                self.group(isa, (tile_rows, group), gi, x, rows, out);
             }
         };
         if rows * k * n < PARALLEL_MIN_MACS || rayon::current_num_threads() == 1 {
-            run(0..panels);
+            run(0..groups);
         } else {
             // A few tasks per thread, so a slow core does not hold up the others.
-            let tasks = (rayon::current_num_threads() * 4).min(panels);
+            let tasks = (rayon::current_num_threads() * 4).min(groups);
             (0..tasks)
                 .into_par_iter()
-                .for_each(|t| run(t * panels / tasks..(t + 1) * panels / tasks));
+                .for_each(|t| run(t * groups / tasks..(t + 1) * groups / tasks));
         }
         Ok(())
     }
 
-    /// Computes the 16 columns of panel `p` for every row.
-    fn panel(&self, isa: Isa, p: usize, x: &[f32], rows: usize, out: &mut [f32]) {
+    /// Computes the columns of panel group `gi` (panels `gi·group …`, fewer at the right
+    /// edge) for every row, `tile_rows` rows per micro-kernel call.
+    fn group(
+        &self,
+        isa: Isa,
+        (tile_rows, group): (usize, usize),
+        gi: usize,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+    ) {
         let (k, n) = (self.k, self.n);
-        let c0 = p * PANEL;
-        let width = PANEL.min(n - c0);
-        let mut tile = [0f32; MAX_TILE_ROWS * PANEL];
+        let p0 = gi * group;
+        let g = group.min(n.div_ceil(PANEL) - p0);
+        let c0 = p0 * PANEL;
+        let width = (g * PANEL).min(n - c0);
+        let weights = p0 * k * PANEL..(p0 + g) * k * PANEL;
+        let mut tile = [0f32; MAX_TILE_ROWS * MAX_TILE_PANELS * PANEL];
         let mut r0 = 0;
         while r0 < rows {
-            let mr = MAX_TILE_ROWS.min(rows - r0);
+            let mr = tile_rows.min(rows - r0);
             let xs = &x[r0 * k..(r0 + mr) * k];
             match &self.panels {
-                Panels::F32(w) => tile_f32(
-                    isa,
-                    mr,
-                    xs,
-                    k,
-                    &w[p * k * PANEL..(p + 1) * k * PANEL],
-                    &mut tile,
-                ),
-                Panels::Bf16(w) => tile_bf16(
-                    isa,
-                    mr,
-                    xs,
-                    k,
-                    &w[p * k * PANEL..(p + 1) * k * PANEL],
-                    &mut tile,
-                ),
+                Panels::F32(w) => tile_f32(isa, (mr, g), xs, k, &w[weights.clone()], &mut tile),
+                Panels::Bf16(w) => tile_bf16(isa, (mr, g), xs, k, &w[weights.clone()], &mut tile),
             }
             for r in 0..mr {
                 let dst = &mut out[(r0 + r) * n + c0..(r0 + r) * n + c0 + width];
-                let src = &tile[r * PANEL..r * PANEL + width];
+                let src = &tile[r * g * PANEL..r * g * PANEL + width];
                 match &self.bias {
                     Some(b) => {
                         for ((d, &s), &b) in dst.iter_mut().zip(src).zip(&b[c0..c0 + width]) {
@@ -298,14 +299,17 @@ mod tests {
 
     #[test]
     fn matches_f64_reference_for_every_tile_and_edge_shape() {
-        // Rows cover every tile size and more than one tile; n covers a partial last panel.
+        // Rows cover every tile size and more than one tile; n covers a partial last panel and
+        // partial last panel groups (7 panels = 3 + 3 + 1, 5 = 3 + 2).
         for &(rows, k, n) in &[
             (1, 1, 1),
             (3, 7, 33),
             (6, 16, 16),
             (7, 64, 48),
             (13, 40, 100),
+            (9, 24, 80),
             (16, 128, 384),
+            (2, 300, 200),
         ] {
             let (x, w, b) = (values(rows * k, 1), values(k * n, 2), values(n, 3));
             let want = reference(&x, &w, &b, rows, k, n);

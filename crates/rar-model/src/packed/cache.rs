@@ -2,7 +2,8 @@
 
 use crate::error::{RarModelError, Result};
 
-/// Keys and values of one block on the host, `[B, H, N + 2, d]` each.
+/// Keys and values of one block on the host: values `[B, H, N + 2, d]`, keys transposed per
+/// head, `[B, H, d, N + 2]` (the layout `rar_kernels::attend_one` reads fastest).
 #[derive(Debug, Clone)]
 pub(crate) struct HostKv {
     pub k: Vec<f32>,

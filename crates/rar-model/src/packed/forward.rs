@@ -190,8 +190,12 @@ impl PackedDecoder {
                 block.k_norm.apply(&mut row[c..2 * c]);
                 for hh in 0..heads {
                     let at = r * per_row + (hh * capacity + position) * d;
-                    kv.k[at..at + d].copy_from_slice(&row[c + hh * d..c + (hh + 1) * d]);
                     kv.v[at..at + d].copy_from_slice(&row[2 * c + hh * d..2 * c + (hh + 1) * d]);
+                    // Keys transposed ([d, capacity] per head, see `rar_kernels::CachedHead`).
+                    let keys_t = r * per_row + hh * d * capacity + position;
+                    for (i, &k) in row[c + hh * d..c + (hh + 1) * d].iter().enumerate() {
+                        kv.k[keys_t + i * capacity] = k;
+                    }
                 }
             }
             let qkv = &s.qkv[..rows * 3 * c];
@@ -201,11 +205,15 @@ impl PackedDecoder {
                 let (t, hh) = (i / heads, i % heads);
                 let (r, visible) = (t / len, start + t % len + 1);
                 let base = r * per_row + hh * capacity * d;
+                let head = rar_kernels::CachedHead {
+                    keys_t: &keys[base..base + capacity * d],
+                    stride: capacity,
+                    values: &values[base..base + visible * d],
+                    visible,
+                };
                 rar_kernels::attend_one(
                     &qkv[t * 3 * c + hh * d..t * 3 * c + (hh + 1) * d],
-                    &keys[base..base + visible * d],
-                    &values[base..base + visible * d],
-                    visible,
+                    head,
                     scale,
                     out,
                     scores,
