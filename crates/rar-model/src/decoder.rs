@@ -6,6 +6,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::cache::{DecodePlan, KvCache};
 use crate::error::{RarModelError, Result};
+use crate::host_threads::{on_compute_threads, on_worker_thread};
 use crate::model::Rar;
 use crate::packed::{PackedCache, PackedDecoder};
 
@@ -83,10 +84,12 @@ impl<'m> Decoder<'m> {
         cache: &mut DecodeCache,
     ) -> Result<Tensor<2>> {
         match (self.packed, cache) {
-            (None, DecodeCache::Tensor(cache)) => self.model.prefill(condition, plan, cache),
+            (None, DecodeCache::Tensor(cache)) => on_compute_threads(&self.model.device(), || {
+                self.model.prefill(condition, plan, cache)
+            }),
             (Some(p), DecodeCache::Packed(cache)) => {
                 let ids = ids(condition, "condition ids")?;
-                let logits = p.prefill(&ids, plan, cache)?;
+                let logits = on_worker_thread(|| p.prefill(&ids, plan, cache))?;
                 Ok(self.logits_tensor(logits, cache.batch_size()))
             }
             _ => Err(mismatch()),
@@ -101,10 +104,12 @@ impl<'m> Decoder<'m> {
         cache: &mut DecodeCache,
     ) -> Result<Tensor<2>> {
         match (self.packed, cache) {
-            (None, DecodeCache::Tensor(cache)) => self.model.step(tokens, plan, cache),
+            (None, DecodeCache::Tensor(cache)) => on_compute_threads(&self.model.device(), || {
+                self.model.step(tokens, plan, cache)
+            }),
             (Some(p), DecodeCache::Packed(cache)) => {
                 let tokens = ids(tokens, "step tokens")?;
-                let logits = p.step(&tokens, cache)?;
+                let logits = on_worker_thread(|| p.step(&tokens, cache))?;
                 Ok(self.logits_tensor(logits, cache.batch_size()))
             }
             _ => Err(mismatch()),

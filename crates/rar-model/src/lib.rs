@@ -114,6 +114,7 @@ mod error;
 mod final_layer;
 #[cfg(feature = "flex")]
 mod flex_kernels;
+mod host_threads;
 mod init;
 mod loss;
 mod mlp;
@@ -131,6 +132,7 @@ pub use checkpoint::load::{LoadConfig, LoadedCheckpoint, checkpoint_shapes};
 pub use config::{RarConfig, RarPreset};
 pub use decoder::{DecodeCache, Decoder};
 pub use error::{RarModelError, Result};
+pub use host_threads::on_compute_threads;
 pub use model::{Rar, RarInput, RarOutput, RarTrace};
 pub use orders::BatchOrders;
 pub use packed::{PackedCache, PackedDecoder};

@@ -25,7 +25,9 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rar_core::{GuidanceSchedule, ScanOrder};
-use rar_model::{DecodeCache, DecodeOrder, DecodePlan, Decoder, Rar, RarPreset};
+use rar_model::{
+    DecodeCache, DecodeOrder, DecodePlan, Decoder, Rar, RarPreset, on_compute_threads,
+};
 
 use crate::error::{Result, SampleError};
 use crate::logits;
@@ -255,6 +257,20 @@ impl<'m> Sampler<'m> {
     /// The decode loop shared by [`Self::sample`] and [`Self::replay`]: returns the chosen
     /// tokens `[B, N]` in generation order.
     fn run(
+        &mut self,
+        classes: &[usize],
+        options: &SamplingConfig,
+        key: &PlanKey,
+        choose: impl FnMut(usize, Tensor<2>) -> Tensor<1, Int> + Send,
+    ) -> Result<Tensor<2, Int>> {
+        // The whole loop on one of rayon's workers (host backends): the decode steps and the
+        // small sampling operations between them then never hand work across threads.
+        let device = self.device.clone();
+        on_compute_threads(&device, || self.run_here(classes, options, key, choose))
+    }
+
+    /// [`Self::run`] on the calling thread.
+    fn run_here(
         &mut self,
         classes: &[usize],
         options: &SamplingConfig,

@@ -4,7 +4,7 @@
 use burn::tensor::Tensor;
 use rar_data::toy::is_valid_instance;
 use rar_data::{DataError, RecordBatch, TokenData};
-use rar_model::{Decoder, Rar};
+use rar_model::{Decoder, Rar, on_compute_threads};
 use rar_sample::{Sampler, SamplingConfig};
 
 use crate::device_rng::device_rng;
@@ -42,7 +42,8 @@ pub fn validation_loss(model: &Rar, data: &dyn TokenData, batch_size: usize) -> 
             batch.labels.push(record.class);
             batch.tokens.extend(record.tokens);
         }
-        let out = model.forward(evaluation_input(model.config(), &batch, &device)?)?;
+        let input = evaluation_input(model.config(), &batch, &device)?;
+        let out = on_compute_threads(&device, || model.forward(input))?;
         let b = (end - start) as f64;
         loss_sum += scalar(out.loss()) * b;
         acc_sum += scalar(out.accuracy()) * b;

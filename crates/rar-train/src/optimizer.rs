@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 use rar_core::WarmupCosineLr;
-use rar_model::Rar;
+use rar_model::{Rar, on_compute_threads};
 
 use crate::error::{Result, TrainError};
 use crate::optim::{OptimizerConfig, clip_grad_norm_global};
@@ -124,7 +124,16 @@ impl RarOptimizer {
     /// Clips `grads` globally and applies one AdamW update to `model`. A non-finite
     /// gradient norm, or no gradient at all, is an error and `model` is handed back
     /// unchanged in the error's place (nothing is applied).
-    pub fn update(&mut self, model: Rar, mut grads: GradientsParams) -> Result<(Rar, UpdateStats)> {
+    pub fn update(&mut self, model: Rar, grads: GradientsParams) -> Result<(Rar, UpdateStats)> {
+        on_compute_threads(&model.device(), || self.update_here(model, grads))
+    }
+
+    /// [`Self::update`] on the calling thread.
+    fn update_here(
+        &mut self,
+        model: Rar,
+        mut grads: GradientsParams,
+    ) -> Result<(Rar, UpdateStats)> {
         let step = self.step;
         let norm = clip_grad_norm_global(&model, &mut grads, self.max_grad_norm)
             .ok_or(TrainError::NoGradients)?;

@@ -3,7 +3,9 @@
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use rar_data::RecordBatch;
-use rar_model::{ComputePrecision, Rar, RarInput, RarOutput, with_compute_precision};
+use rar_model::{
+    ComputePrecision, Rar, RarInput, RarOutput, on_compute_threads, with_compute_precision,
+};
 
 use crate::device_rng::device_rng;
 use crate::error::{Result, TrainError};
@@ -25,7 +27,9 @@ pub struct BackwardPass {
 /// by `loss_scale` before the backward pass (`1 / micro-batches` when gradients of several
 /// micro-batches are summed into one step); the returned loss is unscaled.
 pub fn forward_backward(model: &Rar, input: RarInput, loss_scale: f64) -> Result<BackwardPass> {
-    backward(model, model.forward(input)?, loss_scale)
+    on_compute_threads(&model.device(), || {
+        backward(model, model.forward(input)?, loss_scale)
+    })
 }
 
 /// The backward pass of a forward output (see [`forward_backward`]).
@@ -83,9 +87,11 @@ pub(crate) fn run_micro_batch(
         let _rng = device_rng();
         device.seed(inputs.dropout_seed(t, micro.index));
         // The setting is per thread: each device's worker sets its own.
-        with_compute_precision(precision, || model.forward(input))?
+        with_compute_precision(precision, || {
+            on_compute_threads(device, || model.forward(input))
+        })?
     };
-    let pass = backward(model, out, loss_scale)?;
+    let pass = on_compute_threads(device, || backward(model, out, loss_scale))?;
     let loss = scalar(pass.loss);
     if !loss.is_finite() {
         return Err(TrainError::NonFiniteLoss { step: t, loss });
