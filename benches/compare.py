@@ -6,6 +6,7 @@ width with --rar-b), printed as a table of times and ratios (issue #12).
     pip install torch timm numpy
     python benches/compare.py --reference /path/to/1d-tokenizer            # ~10 min
     python benches/compare.py --reference DIR --rar-b --rounds 1             # + RAR-B rows
+    python benches/compare.py --reference DIR --rar-b --only RAR-B           # RAR-B rows only
 
 Each measurement runs ours, then the official code, in separate processes one after the
 other; with --rounds 2 the whole sequence is repeated and the best time per row is kept.
@@ -60,6 +61,8 @@ def main():
     p.add_argument("--rar-b", action="store_true", help="also sample at RAR-B width (slow)")
     p.add_argument("--decoder", default="auto", help="our sample_bench --decoder")
     p.add_argument("--python", default=sys.executable)
+    p.add_argument("--only", default="",
+                   help="run only the rows whose name contains this text (e.g. 'RAR-B')")
     args = p.parse_args()
     if not args.reference:
         p.error("name the official checkout with --reference DIR or RAR_REFERENCE")
@@ -94,6 +97,9 @@ def main():
                                      *RAR_B, "--threads", t, "--repeats", "1"],
                      sample_median))
 
+    rows = [row for row in rows if args.only in row[0]]
+    if not rows:
+        p.error(f"no row's name contains {args.only!r}")
     print(f"machine: {cpu_description()}", flush=True)
     best = {}
     threads = args.threads.split(",")

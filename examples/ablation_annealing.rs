@@ -93,6 +93,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // Every step frees and reallocates the same large buffers: keep them in the process.
+    rar::allocator::retain_freed_memory();
     let device = rar::device::parse_device(&args.device)?;
     let base = TrainingConfig::new(common::toy_model(args.hidden, 3, 4), OptimizerConfig::new())
         .with_steps(args.steps)

@@ -57,6 +57,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // Every step frees and reallocates the same large buffers: keep them in the process.
+    rar::allocator::retain_freed_memory();
     let devices = rar::device::parse_devices(&args.device)?;
     // Every setting and output is checked before minutes of training.
     let sampling = args.sampling.options()?;

@@ -59,6 +59,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // Every step frees and reallocates the same large buffers: keep them in the process.
+    rar::allocator::retain_freed_memory();
     common::set_threads(args.threads);
     if args.batch == 0 || args.steps == 0 || !(0.0..=1.0).contains(&args.ratio) {
         bail!("--batch and --steps must be positive and --ratio in [0, 1]");

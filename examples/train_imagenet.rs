@@ -106,6 +106,8 @@ fn recipe(args: &Args) -> Result<TrainingConfig> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // Every step frees and reallocates the same large buffers: keep them in the process.
+    rar::allocator::retain_freed_memory();
     let config = match &args.training_config {
         Some(path) => {
             TrainingConfig::load(path).with_context(|| format!("reading {}", path.display()))?

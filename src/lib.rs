@@ -28,4 +28,5 @@ pub use rar_train as train;
 pub use rar_vq as vq;
 pub use rar_weights as weights;
 
+pub mod allocator;
 pub mod device;

@@ -23,7 +23,7 @@ pub struct ToyTraining {
     #[arg(long, default_value = "f32", value_parser = super::sampling::parse_precision)]
     pub precision: ComputePrecision,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 2500)]
+    #[arg(long, default_value_t = 3000)]
     pub steps: u64,
     /// Batch size.
     #[arg(long, default_value_t = 16)]

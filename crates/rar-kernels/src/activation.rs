@@ -53,6 +53,13 @@ const TASK_VALUES: usize = 1 << 14;
 /// the cancellation of `1 + erf(x/√2)`.
 #[inline(always)]
 fn normal_cdf(x: f32) -> f32 {
+    normal_cdf_with(x, exp(-0.5 * x * x))
+}
+
+/// [`normal_cdf`] given `gauss = e^{−x²/2}` (the backward needs that factor for the density
+/// `φ(x)` too, so it computes the one `exp` once).
+#[inline(always)]
+fn normal_cdf_with(x: f32, gauss: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
         0.254_829_6,
@@ -64,7 +71,8 @@ fn normal_cdf(x: f32) -> f32 {
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
     let t = 1.0 / (1.0 + P * z);
     let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let tail = 0.5 * poly * exp(-z * z);
+    // e^{−z²} with z = |x|/√2 is e^{−x²/2}.
+    let tail = 0.5 * poly * gauss;
     if x >= 0.0 { 1.0 - tail } else { tail }
 }
 
@@ -108,8 +116,8 @@ pub fn gelu_backward(x: &[f32], grad_out: &[f32], grad_x: &mut [f32]) -> Result<
             #[inline(always)]
             || {
                 for ((d, &v), &g) in dx.iter_mut().zip(x).zip(g) {
-                    let pdf = INV_SQRT_2PI * exp(-0.5 * v * v);
-                    *d = g * (normal_cdf(v) + v * pdf);
+                    let gauss = exp(-0.5 * v * v);
+                    *d = g * (normal_cdf_with(v, gauss) + v * (INV_SQRT_2PI * gauss));
                 }
             },
         )

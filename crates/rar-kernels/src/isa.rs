@@ -74,6 +74,15 @@ impl Isa {
 #[inline(always)]
 pub(crate) fn with_simd<R>(body: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
+    if Isa::active() >= Isa::Avx512 {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn avx512<R>(body: impl FnOnce() -> R) -> R {
+            body()
+        }
+        // SAFETY: the active level includes AVX-512F, AVX2 and FMA, so the CPU has them.
+        return unsafe { avx512(body) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if Isa::active() >= Isa::Avx2Fma {
         #[target_feature(enable = "avx2,fma")]
         fn avx2<R>(body: impl FnOnce() -> R) -> R {

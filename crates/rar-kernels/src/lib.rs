@@ -17,9 +17,11 @@
 #![warn(missing_docs)]
 
 mod activation;
+mod adamw;
 mod attention;
 mod attention_pair;
 mod attention_tiles;
+mod attention_views;
 mod bf16;
 mod causal_attention;
 mod cross_entropy;
@@ -34,7 +36,11 @@ mod reduce;
 mod tile;
 
 pub use activation::{erf, gelu_backward, gelu_forward, gelu_in_place, silu_in_place};
+pub use adamw::{AdamWStep, adamw_update, sum_of_squares};
 pub use attention::{CachedHead, attend_one};
+pub use attention_views::{
+    HeadLayout, HeadView, causal_attention_backward_views, causal_attention_forward_views,
+};
 pub use bf16::{from_bf16, to_bf16};
 pub use causal_attention::{
     AttentionDropout, CausalOptions, CausalShape, causal_attention_backward,

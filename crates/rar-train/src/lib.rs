@@ -57,6 +57,7 @@ mod config;
 mod device_rng;
 mod error;
 mod evaluate;
+mod fused_adamw;
 mod inputs;
 mod optim;
 mod optimizer;

@@ -7,19 +7,24 @@
 //!   matching substring) **is** decayed, `adaln_before_head.adaLN_modulation.1.weight` is
 //!   **not** (lowercase `adaln` contains `ln`), while the blocks' `adaLN_modulation.1.weight`
 //!   are (uppercase `LN` does not match).
-//! * **AdamW.** burn's [`AdamW`](burn::optim::AdamW) per parameter (β₁ 0.9, β₂ 0.96, eps 1e-8,
-//!   decoupled decay `p ← p·(1 − lr·wd)`), routed through burn's
-//!   [`ModuleOptimizer::with_group`]: the decayed group uses `wd = 0.03`, the other `wd = 0`.
-//!   Groups are matched by module path, so they survive a resume.
-//! * **Clipping.** [`clip_grad_norm_global`] rescales all gradients together so their global
-//!   L2 norm is at most `max_norm` (`torch.nn.utils.clip_grad_norm_`); burn's built-in
-//!   clipping works per tensor.
+//! * **AdamW.** burn's AdamW arithmetic and state per parameter (β₁ 0.9, β₂ 0.96, eps 1e-8,
+//!   decoupled decay `p ← p·(1 − lr·wd)`), one pass on the host for flex tensors
+//!   ([`crate::fused_adamw`]), routed through burn's [`ModuleOptimizer::with_group`]: the
+//!   decayed group uses `wd = 0.03`, the other `wd = 0`. Groups are matched by module path,
+//!   so they survive a resume.
+//! * **Clipping.** All gradients are scaled together so that their global L2 norm is at most
+//!   `max_norm` (`torch.nn.utils.clip_grad_norm_`; burn's built-in clipping works per
+//!   tensor): [`global_grad_norm`] and [`clip_coefficient`], the factor applied inside the
+//!   update.
 
 use burn::config::Config;
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{DType, Device, Tensor};
+use rar_kernels::sum_of_squares;
 use rar_model::reference_keys;
+
+use crate::fused_adamw::FusedAdamW;
 
 /// Substrings of a checkpoint key that put the parameter in the no-decay group
 /// (`utils/train_utils.create_optimizer` of the reference).
@@ -115,24 +120,18 @@ impl OptimizerConfig {
         Ok(())
     }
 
-    fn adamw(&self, weight_decay: f32) -> AdamWConfig {
-        AdamWConfig::new()
-            .with_beta_1(self.beta_1)
-            .with_beta_2(self.beta_2)
-            .with_epsilon(self.epsilon)
-            .with_weight_decay(weight_decay)
-    }
-
-    /// burn's module optimizer for `module` with the reference's two groups: everything is
+    /// The module optimizer for `module` with the reference's two groups: everything is
     /// decayed by default, and the no-decay parameters (matched by module path) get a second
     /// AdamW without decay.
     pub fn init<M: Module>(&self, module: &M) -> crate::Result<ModuleOptimizer> {
         self.validate()?;
+        let adamw =
+            |weight_decay| FusedAdamW::new(self.beta_1, self.beta_2, self.epsilon, weight_decay);
         let groups = weight_decay_groups(module);
-        let mut optim = self.adamw(self.weight_decay).init();
+        let mut optim = ModuleOptimizer::from(adamw(self.weight_decay));
         if !groups.no_decay.is_empty() {
             let paths: Vec<String> = groups.no_decay.into_iter().map(|p| p.path).collect();
-            optim = optim.with_group(ParamGroup::from_paths(paths), self.adamw(0.0).build(), None);
+            optim = optim.with_group(ParamGroup::from_paths(paths), adamw(0.0), None);
         }
         Ok(optim)
     }
@@ -155,46 +154,58 @@ impl ModuleVisitor for SquaredNorm<'_> {
     }
 }
 
-struct ScaleGrads<'a> {
+/// [`SquaredNorm`] of f32 gradients on flex on the host: each gradient's buffer is moved out
+/// of `grads`, read once by [`sum_of_squares`] (split over rayon's threads) and put back, no
+/// copy and no tensor operation.
+struct HostSquaredNorm<'a> {
     grads: &'a mut GradientsParams,
-    coef: Tensor<1>,
+    sum: Option<f64>,
 }
 
-impl ModuleVisitor for ScaleGrads<'_> {
+impl ModuleVisitor for HostSquaredNorm<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if let Some(g) = self.grads.remove::<D>(param.id) {
-            let coef = self.coef.clone().to_device(&g.device());
-            self.grads
-                .register::<D>(param.id, g * coef.unsqueeze::<D>());
+            let device = g.device();
+            let s = if g.dtype() == DType::F32 {
+                let data = g.into_data();
+                let s = sum_of_squares(data.as_slice::<f32>().expect("f32 gradient data"));
+                self.grads
+                    .register::<D>(param.id, Tensor::from_data(data, &device));
+                s
+            } else {
+                let s = g.clone().square().sum().into_scalar::<f32>() as f64;
+                self.grads.register::<D>(param.id, g);
+                s
+            };
+            self.sum = Some(self.sum.unwrap_or(0.0) + s);
         }
     }
 }
 
-/// The global L2 norm of all gradients of `module`'s parameters (a 1-element tensor, no host
-/// read), or `None` when no parameter has a gradient.
-pub fn global_grad_norm<M: Module>(module: &M, grads: &GradientsParams) -> Option<Tensor<1>> {
-    let mut v = SquaredNorm { grads, acc: None };
-    module.visit(&mut v);
-    v.acc.map(Tensor::sqrt)
-}
-
-/// Clips all gradients of `module` together so that their global L2 norm is at most
-/// `max_norm`, with PyTorch's coefficient `min(1, max_norm / (norm + 1e-6))`. Returns the
-/// pre-clip norm (a 1-element tensor), or `None` when no parameter has a gradient.
-pub fn clip_grad_norm_global<M: Module>(
+/// The global L2 norm of all gradients of `module`'s parameters (what
+/// `torch.nn.utils.clip_grad_norm_` returns), or `None` when no parameter has a gradient.
+/// On flex it is summed on the host in f64; elsewhere by tensor operations on the device
+/// and read once.
+pub(crate) fn global_grad_norm<M: Module>(
     module: &M,
     grads: &mut GradientsParams,
-    max_norm: f64,
-) -> Option<Tensor<1>> {
-    let norm = global_grad_norm(module, grads)?;
-    let coef = norm
-        .clone()
-        .add_scalar(1e-6)
-        .recip()
-        .mul_scalar(max_norm)
-        .clamp_max(1.0);
-    module.visit(&mut ScaleGrads { grads, coef });
-    Some(norm)
+    device: &Device,
+) -> Option<f64> {
+    if *device == Device::flex() {
+        let mut v = HostSquaredNorm { grads, sum: None };
+        module.visit(&mut v);
+        return v.sum.map(f64::sqrt);
+    }
+    let mut v = SquaredNorm { grads, acc: None };
+    module.visit(&mut v);
+    v.acc
+        .map(|squares| (squares.sqrt().into_scalar::<f32>()) as f64)
+}
+
+/// PyTorch's clipping coefficient `min(1, max_norm / (norm + 1e-6))`: the factor that brings
+/// the global gradient norm `norm` down to at most `max_norm`.
+pub(crate) fn clip_coefficient(norm: f64, max_norm: f64) -> f32 {
+    (max_norm / (norm + 1e-6)).min(1.0) as f32
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use rar_core::WarmupCosineLr;
 use rar_model::{Rar, on_compute_threads};
 
 use crate::error::{Result, TrainError};
-use crate::optim::{OptimizerConfig, clip_grad_norm_global};
+use crate::fused_adamw::with_grad_scale;
+use crate::optim::{OptimizerConfig, clip_coefficient, global_grad_norm};
 
 /// Reads a 1-element float tensor to the host.
 pub(crate) fn scalar(t: Tensor<1>) -> f64 {
@@ -135,9 +136,8 @@ impl RarOptimizer {
         mut grads: GradientsParams,
     ) -> Result<(Rar, UpdateStats)> {
         let step = self.step;
-        let norm = clip_grad_norm_global(&model, &mut grads, self.max_grad_norm)
-            .ok_or(TrainError::NoGradients)?;
-        let grad_norm = scalar(norm);
+        let grad_norm =
+            global_grad_norm(&model, &mut grads, &model.device()).ok_or(TrainError::NoGradients)?;
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFiniteGradient {
                 step,
@@ -145,7 +145,8 @@ impl RarOptimizer {
             });
         }
         let lr = self.lr();
-        let model = self.optim.step(lr, model, grads);
+        let coefficient = clip_coefficient(grad_norm, self.max_grad_norm);
+        let model = with_grad_scale(coefficient, || self.optim.step(lr, model, grads));
         self.step += 1;
         Ok((
             model,

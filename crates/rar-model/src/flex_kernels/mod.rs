@@ -235,8 +235,9 @@ impl FusedCpuOps for Flex {
         keep: f32,
         seed: u64,
     ) -> FlexTensor {
-        let (q, k, v) = (contiguous(q), contiguous(k), contiguous(v));
-        attention::forward(&q, &k, &v, attention::options(scale, keep, seed)).0
+        attention::AttentionInputs::new(q, k, v)
+            .forward(attention::options(scale, keep, seed))
+            .0
     }
 
     fn linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
@@ -304,16 +305,14 @@ impl<C: CheckpointStrategy> FusedCpuOps for Autodiff<Flex, C> {
             .prepare::<C>([q.node(), k.node(), v.node()])
             .compute_bound()
             .stateful();
-        let (q, k, v) = (
-            contiguous(q.primitive().clone()),
-            contiguous(k.primitive().clone()),
-            contiguous(v.primitive().clone()),
+        let inputs = attention::AttentionInputs::new(
+            q.primitive().clone(),
+            k.primitive().clone(),
+            v.primitive().clone(),
         );
-        let (out, lse) = attention::forward(&q, &k, &v, options);
+        let (out, lse) = inputs.forward(options);
         let state = || AttentionState {
-            q,
-            k,
-            v,
+            inputs,
             out: out.clone(),
             lse,
             options,
