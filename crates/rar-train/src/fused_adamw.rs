@@ -85,11 +85,6 @@ fn on_host<const D: usize>(
         })
 }
 
-/// The values of a tensor as owned data (moved out of its buffer when nothing else holds it).
-fn owned_values<const D: usize>(t: Tensor<D>) -> TensorData {
-    t.into_data()
-}
-
 impl Optimizer for FusedAdamW {
     type State<const D: usize> = AdamWState<D>;
 
@@ -113,15 +108,16 @@ impl Optimizer for FusedAdamW {
         let (time, m, v) = match state {
             Some(s) => (
                 s.momentum.time + 1,
-                owned_values(s.momentum.moment_1),
-                owned_values(s.momentum.moment_2),
+                s.momentum.moment_1.into_data(),
+                s.momentum.moment_2.into_data(),
             ),
             None => {
                 let zeros = || TensorData::new(vec![0f32; shape.num_elements()], shape.clone());
                 (1, zeros(), zeros())
             }
         };
-        let (mut p, g, mut m, mut v) = (owned_values(tensor), owned_values(grad), m, v);
+        // `into_data` moves the values out of a buffer nothing else holds (no copy).
+        let (mut p, g, mut m, mut v) = (tensor.into_data(), grad.into_data(), m, v);
         let mut step = AdamWStep::new(
             lr,
             self.beta_1,

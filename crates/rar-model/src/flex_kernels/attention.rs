@@ -62,9 +62,9 @@ fn head_view(t: FlexTensor) -> (FlexTensor, HeadView) {
     }
 }
 
-/// The whole buffer behind a tensor (its view says where the values are).
-fn storage(t: &FlexTensor) -> &[f32] {
-    t.storage::<f32>()
+/// The whole buffer behind a tensor with the view that says where its values are.
+fn viewed((t, view): &(FlexTensor, HeadView)) -> (&[f32], HeadView) {
+    (t.storage::<f32>(), *view)
 }
 
 /// The layout to write results in: heads side by side when `q` has them so (the model's
@@ -114,9 +114,9 @@ impl AttentionInputs {
         let mut out = vec![0f32; shape.pairs * shape.queries * shape.head_dim];
         let mut lse = vec![0f32; shape.pairs * shape.queries];
         causal_attention_forward_views(
-            (storage(&self.q.0), self.q.1),
-            (storage(&self.k.0), self.k.1),
-            (storage(&self.v.0), self.v.1),
+            viewed(&self.q),
+            viewed(&self.k),
+            viewed(&self.v),
             shape,
             options,
             (&mut out, layout),
@@ -143,8 +143,8 @@ impl Backward<Flex, 3> for CausalAttentionBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let s = ops.state;
-        let (grad_out, grad_out_view) = head_view(grads.consume::<Flex>(&ops.node));
-        let (out, out_view) = head_view(s.out);
+        let grad_out = head_view(grads.consume::<Flex>(&ops.node));
+        let out = head_view(s.out);
         let AttentionInputs { q, k, v } = s.inputs;
         let shape = shape_of(&q.0, &k.0);
         let layout = output_layout(&q.1, shape.head_dim);
@@ -154,12 +154,12 @@ impl Backward<Flex, 3> for CausalAttentionBackward {
             vec![0f32; v.0.layout().num_elements()],
         );
         causal_attention_backward_views(
-            (storage(&q.0), q.1),
-            (storage(&k.0), k.1),
-            (storage(&v.0), v.1),
-            (storage(&out), out_view),
+            viewed(&q),
+            viewed(&k),
+            viewed(&v),
+            viewed(&out),
             &s.lse,
-            (storage(&grad_out), grad_out_view),
+            viewed(&grad_out),
             shape,
             s.options,
             layout,
