@@ -7,14 +7,44 @@ use crate::attention_tiles::{
     LANES, ROWS, rows_by_matrix, rows_by_transposed, transposed_rows_accumulate,
 };
 use crate::causal_attention::{CausalOptions, CausalShape};
-use crate::exp::exp;
+use crate::exp::exp_with;
+
+/// Rows of a matrix `stride` values apart from the start of `data` (a pair's rows inside a
+/// `[batch, rows, heads, head_dim]` activation, read where they lie instead of gathered).
+#[derive(Clone, Copy)]
+pub(crate) struct Strided<'a> {
+    pub data: &'a [f32],
+    pub stride: usize,
+}
+
+impl<'a> Strided<'a> {
+    /// Rows of `d` values stored one after another.
+    pub fn contiguous(data: &'a [f32], d: usize) -> Self {
+        Self { data, stride: d }
+    }
+
+    /// Row `i`'s `d` values.
+    #[inline]
+    fn row(&self, i: usize, d: usize) -> &'a [f32] {
+        &self.data[i * self.stride..i * self.stride + d]
+    }
+
+    /// The rows from `i` on.
+    #[inline]
+    fn skip_rows(&self, i: usize) -> Self {
+        Self {
+            data: &self.data[(i * self.stride).min(self.data.len())..],
+            stride: self.stride,
+        }
+    }
+}
 
 /// One (batch row, head) pair's inputs; `index` is its position among the pairs (it keys the
 /// dropout mask).
 pub(crate) struct Pair<'a> {
-    pub q: &'a [f32],
-    pub k: &'a [f32],
-    pub v: &'a [f32],
+    pub q: Strided<'a>,
+    pub k: Strided<'a>,
+    pub v: Strided<'a>,
     pub shape: CausalShape,
     pub options: CausalOptions,
     pub index: usize,
@@ -85,6 +115,10 @@ impl RowMask {
 
 /// The forward of one pair, [`ROWS`] queries at a time; `FMA` selects fused multiply-adds
 /// (only inside the AVX2 + FMA wrapper, where they compile to one instruction).
+///
+/// The exponentials are taken over whole vectors of the padded row (the causal tail is
+/// zeroed after), and each output row is divided by its softmax sum once, after the
+/// product with the values, instead of normalising every probability.
 #[inline(always)]
 pub(crate) fn forward_pair<const FMA: bool>(
     pair: &Pair,
@@ -102,6 +136,7 @@ pub(crate) fn forward_pair<const FMA: bool>(
     for i0 in (0..lq).step_by(ROWS) {
         let rows = ROWS.min(lq - i0);
         let n = pair.shape.visible(i0 + rows - 1);
+        let cols = n.div_ceil(LANES) * LANES;
         let Scratch {
             kt,
             block,
@@ -109,29 +144,30 @@ pub(crate) fn forward_pair<const FMA: bool>(
             tile,
             ..
         } = &mut *scratch;
-        load_rows(&pair.q[i0 * d..(i0 + rows) * d], d, block);
+        let q = rows_of(pair.q.skip_rows(i0), rows, d, block);
         rows_by_transposed::<FMA>(
-            block,
+            q.data,
+            q.stride,
             d,
             kt,
             stride,
-            n.div_ceil(LANES) * LANES,
+            cols,
             pair.options.scale,
             probs,
         );
-        for r in 0..ROWS {
-            let row = &mut probs[r * stride..r * stride + n];
+        let mut inv = [0f32; ROWS];
+        for (r, inv) in inv.iter_mut().enumerate() {
+            let row = &mut probs[r * stride..r * stride + cols];
             if r >= rows {
                 row.fill(0.0);
                 continue;
             }
             let vis = pair.shape.visible(i0 + r);
             let max = lanes(&row[..vis], f32::NEG_INFINITY, f32::max);
-            row[..vis].iter_mut().for_each(|s| *s = exp(*s - max));
-            let sum = lanes(&row[..vis], 0.0, |a, b| a + b);
-            let inv = 1.0 / sum;
-            row[..vis].iter_mut().for_each(|s| *s *= inv);
+            row.iter_mut().for_each(|s| *s = exp_with::<FMA>(*s - max));
             row[vis..].fill(0.0);
+            let sum = lanes(row, 0.0, |a, b| a + b);
+            *inv = 1.0 / sum;
             lse[i0 + r] = max + sum.ln();
             if let Some(mask) = pair.row_mask(i0 + r) {
                 row[..vis]
@@ -140,8 +176,16 @@ pub(crate) fn forward_pair<const FMA: bool>(
                     .for_each(|(j, p)| *p *= mask.scale(j));
             }
         }
-        rows_by_matrix::<FMA>(probs, stride, n, pair.v, d, tile);
-        out[i0 * d..(i0 + rows) * d].copy_from_slice(&tile[..rows * d]);
+        let dst = &mut out[i0 * d..(i0 + rows) * d];
+        if rows == ROWS {
+            rows_by_matrix::<FMA>(probs, stride, n, pair.v.data, pair.v.stride, d, dst);
+        } else {
+            rows_by_matrix::<FMA>(probs, stride, n, pair.v.data, pair.v.stride, d, tile);
+            dst.copy_from_slice(&tile[..rows * d]);
+        }
+        for (row, inv) in dst.chunks_exact_mut(d).zip(inv) {
+            row.iter_mut().for_each(|x| *x *= inv);
+        }
     }
 }
 
@@ -151,7 +195,7 @@ pub(crate) fn forward_pair<const FMA: bool>(
 #[inline(always)]
 pub(crate) fn backward_pair<const FMA: bool>(
     pair: &Pair,
-    (out, lse, grad_out): (&[f32], &[f32], &[f32]),
+    (out, lse, grad_out): (Strided, &[f32], Strided),
     scratch: &mut Scratch,
     (gq, gk, gv): (&mut [f32], &mut [f32], &mut [f32]),
 ) {
@@ -179,14 +223,14 @@ pub(crate) fn backward_pair<const FMA: bool>(
             tile,
             ..
         } = &mut *scratch;
-        load_rows(&pair.q[i0 * d..(i0 + rows) * d], d, block);
-        load_rows(&grad_out[i0 * d..(i0 + rows) * d], d, grad_block);
-        rows_by_transposed::<FMA>(block, d, kt, stride, cols, scale, probs);
-        rows_by_transposed::<FMA>(grad_block, d, vt, stride, cols, 1.0, grads);
+        let q = rows_of(pair.q.skip_rows(i0), rows, d, block);
+        let go = rows_of(grad_out.skip_rows(i0), rows, d, grad_block);
+        rows_by_transposed::<FMA>(q.data, q.stride, d, kt, stride, cols, scale, probs);
+        rows_by_transposed::<FMA>(go.data, go.stride, d, vt, stride, cols, 1.0, grads);
         for r in 0..ROWS {
             let (p, g) = (
-                &mut probs[r * stride..r * stride + n],
-                &mut grads[r * stride..r * stride + n],
+                &mut probs[r * stride..r * stride + cols],
+                &mut grads[r * stride..r * stride + cols],
             );
             if r >= rows {
                 p.fill(0.0);
@@ -194,9 +238,10 @@ pub(crate) fn backward_pair<const FMA: bool>(
                 continue;
             }
             let (i, vis) = (i0 + r, pair.shape.visible(i0 + r));
-            let delta: f32 = grad_out[i * d..(i + 1) * d]
+            let delta: f32 = grad_out
+                .row(i, d)
                 .iter()
-                .zip(&out[i * d..(i + 1) * d])
+                .zip(out.row(i, d))
                 .map(|(a, b)| a * b)
                 .sum();
             // With dropout the output used the dropped probabilities p·m: the gradient of the
@@ -204,14 +249,14 @@ pub(crate) fn backward_pair<const FMA: bool>(
             // see p·m.
             match pair.row_mask(i) {
                 None => {
-                    for (p, g) in p[..vis].iter_mut().zip(&mut g[..vis]) {
-                        *p = exp(*p - lse[i]);
+                    for (p, g) in p.iter_mut().zip(g.iter_mut()) {
+                        *p = exp_with::<FMA>(*p - lse[i]);
                         *g = *p * (*g - delta) * scale;
                     }
                 }
                 Some(mask) => {
                     for (j, (p, g)) in p[..vis].iter_mut().zip(&mut g[..vis]).enumerate() {
-                        let (prob, m) = (exp(*p - lse[i]), mask.scale(j));
+                        let (prob, m) = (exp_with::<FMA>(*p - lse[i]), mask.scale(j));
                         *g = prob * (*g * m - delta) * scale;
                         *p = prob * m;
                     }
@@ -220,10 +265,15 @@ pub(crate) fn backward_pair<const FMA: bool>(
             p[vis..].fill(0.0);
             g[vis..].fill(0.0);
         }
-        rows_by_matrix::<FMA>(grads, stride, n, pair.k, d, tile);
-        gq[i0 * d..(i0 + rows) * d].copy_from_slice(&tile[..rows * d]);
-        transposed_rows_accumulate::<FMA>(grads, stride, n, block, d, gk);
-        transposed_rows_accumulate::<FMA>(probs, stride, n, grad_block, d, gv);
+        if rows == ROWS {
+            let gq = &mut gq[i0 * d..(i0 + ROWS) * d];
+            rows_by_matrix::<FMA>(grads, stride, n, pair.k.data, pair.k.stride, d, gq);
+        } else {
+            rows_by_matrix::<FMA>(grads, stride, n, pair.k.data, pair.k.stride, d, tile);
+            gq[i0 * d..(i0 + rows) * d].copy_from_slice(&tile[..rows * d]);
+        }
+        transposed_rows_accumulate::<FMA>(grads, stride, n, q.data, q.stride, d, gk);
+        transposed_rows_accumulate::<FMA>(probs, stride, n, go.data, go.stride, d, gv);
     }
 }
 
@@ -243,16 +293,23 @@ fn lanes(values: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
     tail.iter().fold(lanes, |a, &b| f(a, b))
 }
 
-/// `src` (`rows ≤ ROWS` rows of `d`) into `block` `[ROWS, d]`, the missing rows zero.
-fn load_rows(src: &[f32], d: usize, block: &mut Vec<f32>) {
+/// The first `rows ≤ ROWS` rows of `src` as `ROWS` rows: themselves when there are `ROWS`,
+/// else copied into `block` (`[ROWS, d]`) with the missing rows zero.
+fn rows_of<'a>(src: Strided<'a>, rows: usize, d: usize, block: &'a mut Vec<f32>) -> Strided<'a> {
+    if rows == ROWS {
+        return src;
+    }
     block.clear();
-    block.extend_from_slice(src);
+    for i in 0..rows {
+        block.extend_from_slice(src.row(i, d));
+    }
     block.resize(ROWS * d, 0.0);
+    Strided::contiguous(block, d)
 }
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
-    use super::{Pair, Scratch};
+    use super::{Pair, Scratch, Strided};
 
     /// # Safety
     /// The CPU must support AVX2 and FMA.
@@ -271,7 +328,7 @@ pub(crate) mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(crate) unsafe fn backward_pair(
         pair: &Pair,
-        rows: (&[f32], &[f32], &[f32]),
+        rows: (Strided, &[f32], Strided),
         scratch: &mut Scratch,
         grads: (&mut [f32], &mut [f32], &mut [f32]),
     ) {
@@ -296,29 +353,50 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
+    /// Transposes the pair's keys (and values) and sizes the buffers; nothing is zeroed but
+    /// the padding columns (every other value is written before it is read).
     fn load(&mut self, pair: &Pair, with_values: bool) {
         let (lk, d) = (pair.shape.keys, pair.shape.head_dim);
         self.stride = lk.div_ceil(LANES) * LANES;
-        transpose_into(pair.k, d, self.stride, &mut self.kt);
+        transpose_into(pair.k, lk, d, self.stride, &mut self.kt);
         if with_values {
-            transpose_into(pair.v, d, self.stride, &mut self.vt);
+            transpose_into(pair.v, lk, d, self.stride, &mut self.vt);
         }
         for buf in [&mut self.probs, &mut self.grads] {
-            buf.clear();
-            buf.resize(ROWS * self.stride, 0.0);
+            sized(buf, ROWS * self.stride);
         }
-        self.tile.clear();
-        self.tile.resize(ROWS * d, 0.0);
+        sized(&mut self.tile, ROWS * d);
     }
 }
 
-/// `src` `[rows, d]` → `dst` `[d, stride]`, columns past `rows` zero.
-fn transpose_into(src: &[f32], d: usize, stride: usize, dst: &mut Vec<f32>) {
-    dst.clear();
-    dst.resize(d * stride, 0.0);
-    for (r, row) in src.chunks_exact(d).enumerate() {
-        for (t, &x) in row.iter().enumerate() {
+/// `buf` holding `len` values (their contents unspecified).
+pub(crate) fn sized(buf: &mut Vec<f32>, len: usize) {
+    if buf.len() != len {
+        buf.clear();
+        buf.resize(len, 0.0);
+    }
+}
+
+/// The `rows` rows of `src` (`d` features) → `dst` `[d, stride]`, columns past `rows` zero.
+/// Eight rows at a time, so each feature's row of `dst` gets eight adjacent values per pass.
+fn transpose_into(src: Strided, rows: usize, d: usize, stride: usize, dst: &mut Vec<f32>) {
+    sized(dst, d * stride);
+    let whole = rows / LANES * LANES;
+    for r0 in (0..whole).step_by(LANES) {
+        let block: [&[f32]; LANES] = std::array::from_fn(|r| src.row(r0 + r, d));
+        for t in 0..d {
+            let out = &mut dst[t * stride + r0..t * stride + r0 + LANES];
+            for (o, row) in out.iter_mut().zip(&block) {
+                *o = row[t];
+            }
+        }
+    }
+    for r in whole..rows {
+        for (t, &x) in src.row(r, d).iter().enumerate() {
             dst[t * stride + r] = x;
         }
+    }
+    for t in 0..d {
+        dst[t * stride + rows..(t + 1) * stride].fill(0.0);
     }
 }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use crate::attention_pair::avx2;
-use crate::attention_pair::{Pair, Scratch, backward_pair, forward_pair};
+use crate::attention_pair::{Pair, Scratch, Strided, backward_pair, forward_pair, sized};
 use crate::causal_attention::{CausalOptions, CausalShape};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
@@ -93,12 +93,11 @@ impl HeadView {
         Ok(())
     }
 
-    /// Copies pair `p`'s `rows` rows into `dst` (`[rows, d]`).
-    fn gather(&self, src: &[f32], p: usize, rows: usize, d: usize, dst: &mut Vec<f32>) {
-        dst.clear();
-        for i in 0..rows {
-            let at = self.row(p, i);
-            dst.extend_from_slice(&src[at..at + d]);
+    /// Pair `p`'s rows of `src`, where they lie (the view was checked to fit `src`).
+    fn rows_of<'a>(&self, src: &'a [f32], p: usize) -> Strided<'a> {
+        Strided {
+            data: &src[self.row(p, 0).min(src.len())..],
+            stride: self.row_stride,
         }
     }
 }
@@ -171,22 +170,13 @@ impl Rows {
     }
 }
 
-/// Per-thread copies of one pair's rows.
+/// Per-thread buffers of one pair's output rows (scattered into the output's layout after).
 #[derive(Default)]
-struct Gathered {
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
+struct PairOutputs {
     out: Vec<f32>,
-    grad_out: Vec<f32>,
     grad_q: Vec<f32>,
     grad_k: Vec<f32>,
     grad_v: Vec<f32>,
-}
-
-fn zeroed(buf: &mut Vec<f32>, len: usize) {
-    buf.clear();
-    buf.resize(len, 0.0);
 }
 
 /// The three inputs of both passes, each with its view.
@@ -207,12 +197,16 @@ impl<'a> Qkv<'a> {
         ]
     }
 
-    /// Copies pair `p` of q, k and v into `g`'s contiguous buffers.
-    fn gather(&self, p: usize, shape: &CausalShape, g: &mut Gathered) {
-        let (lq, lk, d) = (shape.queries, shape.keys, shape.head_dim);
-        self.q.1.gather(self.q.0, p, lq, d, &mut g.q);
-        self.k.1.gather(self.k.0, p, lk, d, &mut g.k);
-        self.v.1.gather(self.v.0, p, lk, d, &mut g.v);
+    /// Pair `p` of q, k and v, read in place.
+    fn pair(&self, p: usize, shape: CausalShape, options: CausalOptions) -> Pair<'a> {
+        Pair {
+            q: self.q.1.rows_of(self.q.0, p),
+            k: self.k.1.rows_of(self.k.0, p),
+            v: self.v.1.rows_of(self.v.0, p),
+            shape,
+            options,
+            index: p,
+        }
     }
 }
 
@@ -242,18 +236,10 @@ pub fn causal_attention_forward_views(
     let out = Rows::new(out, layout, q.1.heads, lq, d);
     let isa = Isa::active();
     lse.par_chunks_mut(lq.max(1)).enumerate().for_each_init(
-        || (Scratch::default(), Gathered::default()),
+        || (Scratch::default(), PairOutputs::default()),
         |(scratch, g), (p, lse)| {
-            qkv.gather(p, &shape, g);
-            zeroed(&mut g.out, lq * d);
-            let pair = Pair {
-                q: &g.q,
-                k: &g.k,
-                v: &g.v,
-                shape,
-                options,
-                index: p,
-            };
+            sized(&mut g.out, lq * d);
+            let pair = qkv.pair(p, shape, options);
             #[cfg(target_arch = "x86_64")]
             if isa >= Isa::Avx2Fma {
                 // SAFETY: `Isa::active` only reports AVX2 + FMA (or above) when the CPU has them.
@@ -314,23 +300,18 @@ pub fn causal_attention_backward_views(
     let grad_v = Rows::new(grad_v, layout, heads, lk, d);
     let isa = Isa::active();
     lse.par_chunks(lq.max(1)).enumerate().for_each_init(
-        || (Scratch::default(), Gathered::default()),
+        || (Scratch::default(), PairOutputs::default()),
         |(scratch, g), (p, lse)| {
-            qkv.gather(p, &shape, g);
-            out_view.gather(out, p, lq, d, &mut g.out);
-            grad_out_view.gather(grad_out, p, lq, d, &mut g.grad_out);
-            zeroed(&mut g.grad_q, lq * d);
-            zeroed(&mut g.grad_k, lk * d);
-            zeroed(&mut g.grad_v, lk * d);
-            let pair = Pair {
-                q: &g.q,
-                k: &g.k,
-                v: &g.v,
-                shape,
-                options,
-                index: p,
-            };
-            let rows = (&g.out[..], lse, &g.grad_out[..]);
+            // Every value of the three is written by the pair's backward.
+            sized(&mut g.grad_q, lq * d);
+            sized(&mut g.grad_k, lk * d);
+            sized(&mut g.grad_v, lk * d);
+            let pair = qkv.pair(p, shape, options);
+            let rows = (
+                out_view.rows_of(out, p),
+                lse,
+                grad_out_view.rows_of(grad_out, p),
+            );
             let grads = (&mut g.grad_q[..], &mut g.grad_k[..], &mut g.grad_v[..]);
             #[cfg(target_arch = "x86_64")]
             if isa >= Isa::Avx2Fma {

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use crate::attention_pair::avx2;
-use crate::attention_pair::{Pair, Scratch, backward_pair, forward_pair};
+use crate::attention_pair::{Pair, Scratch, Strided, backward_pair, forward_pair};
 use crate::error::{KernelError, Result};
 use crate::isa::Isa;
 
@@ -151,9 +151,9 @@ pub fn causal_attention_forward(
         .enumerate()
         .for_each_init(Scratch::default, |scratch, (p, (out, lse))| {
             let pair = Pair {
-                q: &q[p * lq * d..(p + 1) * lq * d],
-                k: &k[p * lk * d..(p + 1) * lk * d],
-                v: &v[p * lk * d..(p + 1) * lk * d],
+                q: Strided::contiguous(&q[p * lq * d..(p + 1) * lq * d], d),
+                k: Strided::contiguous(&k[p * lk * d..(p + 1) * lk * d], d),
+                v: Strided::contiguous(&v[p * lk * d..(p + 1) * lk * d], d),
                 shape,
                 options,
                 index: p,
@@ -214,14 +214,18 @@ pub fn causal_attention_backward(
         .for_each_init(Scratch::default, |scratch, (p, ((gq, gk), gv))| {
             let qs = p * lq * d..(p + 1) * lq * d;
             let pair = Pair {
-                q: &q[qs.clone()],
-                k: &k[p * lk * d..(p + 1) * lk * d],
-                v: &v[p * lk * d..(p + 1) * lk * d],
+                q: Strided::contiguous(&q[qs.clone()], d),
+                k: Strided::contiguous(&k[p * lk * d..(p + 1) * lk * d], d),
+                v: Strided::contiguous(&v[p * lk * d..(p + 1) * lk * d], d),
                 shape,
                 options,
                 index: p,
             };
-            let rows = (&out[qs.clone()], &lse[p * lq..(p + 1) * lq], &grad_out[qs]);
+            let rows = (
+                Strided::contiguous(&out[qs.clone()], d),
+                &lse[p * lq..(p + 1) * lq],
+                Strided::contiguous(&grad_out[qs], d),
+            );
             #[cfg(target_arch = "x86_64")]
             if isa >= Isa::Avx2Fma {
                 // SAFETY: as in the forward.

@@ -6,6 +6,8 @@
 //! * [`PackedLinear`] — `x·W + b` for few rows against a weight packed once into 16-column
 //!   panels, in f32 or bf16 ([`PackedPrecision`]), split over rayon's threads;
 //! * [`layer_norm_rows`], [`modulate`], [`gated_add`] — LayerNorm and the adaLN pieces;
+//! * [`gated_residual_forward`] / [`gated_residual_backward`] — the adaLN gated residual for
+//!   training;
 //! * [`gelu_in_place`] (exact, erf), [`silu_in_place`];
 //! * [`attend_one`] — one query against cached keys and values;
 //! * [`causal_attention_forward`] / [`causal_attention_backward`] — whole-sequence causal
@@ -33,6 +35,7 @@ mod norm;
 mod norm_train;
 mod packed;
 mod reduce;
+mod residual;
 mod tile;
 
 pub use activation::{erf, gelu_backward, gelu_forward, gelu_in_place, silu_in_place};
@@ -56,3 +59,4 @@ pub use norm_train::{
 };
 pub use packed::{MAX_TILE_ROWS, PANEL, PackedLinear, PackedPrecision};
 pub use reduce::column_sums;
+pub use residual::{gated_residual_backward, gated_residual_forward};

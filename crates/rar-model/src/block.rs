@@ -22,7 +22,7 @@ use crate::attention::{Attention, AttentionConfig, Qkv};
 use crate::cache::LayerKv;
 use crate::init;
 use crate::mlp::{Mlp, MlpConfig};
-use crate::train_ops::{linear_chunks, modulated_layer_norm_module};
+use crate::train_ops::{gated_residual, linear_chunks, modulated_layer_norm_module};
 
 /// Configuration of [`RarBlock`].
 #[derive(Config, Debug)]
@@ -124,8 +124,8 @@ impl RarBlock {
         let (shift_m, scale_m, gate_m) = (next(), next(), next());
         let eps = self.layer_norm_eps;
         let h = modulated_layer_norm_module(&self.norm1, x.clone(), eps, shift_a, scale_a);
-        let x = x + gate_a * attention(&self.attn, h);
+        let x = gated_residual(x, gate_a, attention(&self.attn, h));
         let h = modulated_layer_norm_module(&self.norm2, x.clone(), eps, shift_m, scale_m);
-        x + gate_m * self.mlp.forward(h)
+        gated_residual(x, gate_m, self.mlp.forward(h))
     }
 }

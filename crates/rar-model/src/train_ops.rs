@@ -13,6 +13,7 @@
 //!   the ~8 recorded operations of the definition;
 //! * [`softmax_last`] — `exp(x − max) · (1 / Σ exp(x − max))`: the backward of a product by a
 //!   per-row reciprocal is shorter than that of a quotient;
+//! * [`gated_residual`] — `x + gate ⊙ y` as one fused node on flex;
 //! * [`dropout`] — draws the keep-mask on the host for CPU devices (burn's per-element sampler
 //!   was the largest cost of a step with dropout) and scales the mask, which carries no
 //!   gradient, instead of the tracked product.
@@ -129,6 +130,21 @@ pub fn modulated_layer_norm<const D: usize>(
         return crate::flex_kernels::layer_norm(x, gamma, beta, Some((shift, scale)), eps);
     }
     modulate(layer_norm(x, gamma, beta, eps), shift, scale)
+}
+
+/// `x + gate ⊙ y`, the gated residual of an adaLN block (DiT; paper §3.2): one fused node
+/// with its own backward on flex autodiff devices (f32), burn's product and sum elsewhere
+/// (the same values: the fused pass rounds the product before the sum, as burn does).
+pub fn gated_residual<const D: usize>(x: Tensor<D>, gate: Tensor<D>, y: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if x.device().is_autodiff()
+        && crate::flex_kernels::fused_ops_apply(&x.device(), x.dtype())
+        && gate.dims() == x.dims()
+        && y.dims() == x.dims()
+    {
+        return crate::flex_kernels::gated_residual(x, gate, y);
+    }
+    x + gate * y
 }
 
 /// A burn [`LayerNorm`] module through [`modulated_layer_norm`]; `eps` must be the module's

@@ -107,9 +107,7 @@ fn new_product(lhs: View, rhs: View, bias: Option<&[f32]>) -> Vec<f32> {
     let mut out = Vec::with_capacity(m * n);
     match bias {
         Some(b) => {
-            for _ in 0..m {
-                out.extend_from_slice(b);
-            }
+            fill_rows(&mut out, b, m);
             // SAFETY: `f32` and `MaybeUninit<f32>` have the same layout; every value is set.
             let dst = unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr().cast(), out.len()) };
             product(dst, true, lhs, rhs);
@@ -121,6 +119,52 @@ fn new_product(lhs: View, rhs: View, bias: Option<&[f32]>) -> Vec<f32> {
         }
     }
     out
+}
+
+/// Appends `m` copies of `row` to the empty `out`, in a few large copies (each doubling the
+/// filled part) instead of one small copy per row, split over rayon's threads when large: it
+/// runs before the product, which cannot start until the rows are there.
+fn fill_rows(out: &mut Vec<f32>, row: &[f32], m: usize) {
+    use rayon::prelude::*;
+    /// Values below which one thread fills them all.
+    const PARALLEL_VALUES: usize = 1 << 18;
+    let (n, total) = (row.len(), m * row.len());
+    assert!(out.is_empty(), "fused linear: bias rows into a used buffer");
+    if total == 0 {
+        return;
+    }
+    out.reserve(total);
+    let dst = &mut out.spare_capacity_mut()[..total];
+    if total >= PARALLEL_VALUES {
+        dst.par_chunks_mut(n * 64)
+            .for_each(|block| fill_uninit(block, row));
+    } else {
+        fill_uninit(dst, row);
+    }
+    // SAFETY: `fill_uninit` wrote all `total` values.
+    unsafe { out.set_len(total) };
+}
+
+/// Writes copies of `row` over all of `block` (whole rows).
+fn fill_uninit(block: &mut [std::mem::MaybeUninit<f32>], row: &[f32]) {
+    let n = row.len();
+    assert!(
+        block.len().is_multiple_of(n) && !block.is_empty(),
+        "fused linear: bias rows"
+    );
+    let p = block.as_mut_ptr().cast::<f32>();
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`; every copy stays inside `block`
+    // (`filled + len ≤ block.len()`) and reads only its already written first `filled` values,
+    // which do not overlap the destination.
+    unsafe {
+        std::ptr::copy_nonoverlapping(row.as_ptr(), p, n);
+        let mut filled = n;
+        while filled < block.len() {
+            let len = filled.min(block.len() - filled);
+            std::ptr::copy_nonoverlapping(p, p.add(filled), len);
+            filled += len;
+        }
+    }
 }
 
 /// The inputs, contiguous, kept for the backward.

@@ -13,6 +13,7 @@
 //! * [`layer_norm`] — LayerNorm with affine parameters and, optionally, the adaLN
 //!   modulation `· (1 + scale) + shift`;
 //! * [`gelu`] — the exact (erf) GELU with its exact derivative;
+//! * [`gated_residual`] — the adaLN gated residual `x + gate ⊙ y`;
 //! * [`cross_entropy`] — softmax cross-entropy of next-token logits;
 //! * [`dropout`] — element-wise dropout with a mask hashed from a seed (never stored).
 //!
@@ -26,6 +27,7 @@ mod dropout;
 mod gelu;
 mod linear;
 mod norm;
+mod residual;
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -43,6 +45,7 @@ use dropout::DropoutBackward;
 use gelu::GeluBackward;
 use linear::{LinearBackward, LinearState};
 use norm::{LayerNormBackward, ModulatedLayerNormBackward, NormInputs, NormState};
+use residual::GatedResidualBackward;
 
 /// Host kernels reachable from a `Tensor` on flex (plain or autodiff).
 #[backend_extension(Autodiff, Flex)]
@@ -87,6 +90,13 @@ pub trait FusedCpuOps: burn::backend::Backend {
 
     /// Exact GELU `x·Φ(x)`.
     fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `x + gate ⊙ y` (all three of one shape).
+    fn gated_residual(
+        x: FloatTensor<Self>,
+        gate: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 
     /// `x · mask / keep`, the mask keyed by `seed` ([`rar_kernels::dropout_scale`]).
     fn dropout(x: FloatTensor<Self>, keep: f32, seed: u64) -> FloatTensor<Self>;
@@ -182,6 +192,15 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FusedCpuOps>::gelu(x.into_dispatch()))
 }
 
+/// Fused `x + gate ⊙ y` (all three of one shape). Callers check [`fused_ops_apply`] first.
+pub fn gated_residual<const D: usize>(x: Tensor<D>, gate: Tensor<D>, y: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::gated_residual(
+        x.into_dispatch(),
+        gate.into_dispatch(),
+        y.into_dispatch(),
+    ))
+}
+
 /// Fused dropout of `x` with the mask `key` defines (keep probability and seed). Callers
 /// check [`fused_ops_apply`] first.
 pub fn dropout<const D: usize>(x: Tensor<D>, key: AttentionDropout) -> Tensor<D> {
@@ -263,6 +282,10 @@ impl FusedCpuOps for Flex {
 
     fn gelu(x: FlexTensor) -> FlexTensor {
         gelu::forward(&contiguous(x))
+    }
+
+    fn gated_residual(x: FlexTensor, gate: FlexTensor, y: FlexTensor) -> FlexTensor {
+        residual::forward(x, gate, y).0
     }
 
     fn cross_entropy(logits: FlexTensor, labels: FlexTensor) -> FlexTensor {
@@ -396,6 +419,23 @@ impl<C: CheckpointStrategy> FusedCpuOps for Autodiff<Flex, C> {
         let input = contiguous(x.primitive().clone());
         let out = gelu::forward(&input);
         finish(kind, || input, out)
+    }
+
+    fn gated_residual(
+        x: FloatTensor<Self>,
+        gate: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let kind = GatedResidualBackward
+            .prepare::<C>([x.node(), gate.node(), y.node()])
+            .compute_bound()
+            .stateful();
+        let (out, state) = residual::forward(
+            x.primitive().clone(),
+            gate.primitive().clone(),
+            y.primitive().clone(),
+        );
+        finish(kind, || state, out)
     }
 
     fn dropout(x: FloatTensor<Self>, keep: f32, seed: u64) -> FloatTensor<Self> {

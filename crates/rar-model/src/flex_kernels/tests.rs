@@ -215,3 +215,32 @@ fn fused_dropout_matches_the_product_with_its_mask() {
         "gradient"
     );
 }
+
+/// The fused gated residual against `x + gate · y` in burn's operations: the same values bit
+/// for bit and the same gradients of all three inputs, with `x` a strided view (as after a
+/// head merge) and one input untracked.
+#[test]
+fn fused_gated_residual_matches_the_product_and_sum() {
+    let (b, l, c) = (2, 37, 48);
+    let x_raw = random([b, c, l], 1.0);
+    let x = || x_raw.clone().swap_dims(1, 2);
+    let (gate, y) = (random([b, l, c], 0.5), random([b, l, c], 1.0));
+    let w = Tensor::<3>::random([b, l, c], Distribution::Normal(0.0, 1.0), &device());
+    let fused = gated_residual(x(), gate.clone(), y.clone());
+    let plain = x() + gate.clone() * y.clone();
+    assert_eq!(rel_err(fused.clone(), plain.clone()), 0.0, "values");
+    let gf = (fused * w.clone()).sum().backward();
+    let gp = (plain * w.clone()).sum().backward();
+    for (name, t) in [("x", &x_raw), ("gate", &gate), ("y", &y)] {
+        let err = rel_err(
+            t.grad(&gf).expect("fused grad"),
+            t.grad(&gp).expect("plain grad"),
+        );
+        assert!(err < 1e-6, "grad {name}: {err}");
+    }
+    let untracked = y.clone().detach();
+    let g = (gated_residual(x(), gate.clone(), untracked) * w)
+        .sum()
+        .backward();
+    assert!(gate.grad(&g).is_some() && x_raw.grad(&g).is_some());
+}
