@@ -8,7 +8,8 @@
 //! the same values with fewer and smaller passes:
 //!
 //! * [`linear_chunks`] — `Linear(x).chunk(n)` as `n` products with column blocks of the weight,
-//!   so the backward pass slices the small weight instead of the `[B, L, n·C]` activation;
+//!   so the backward pass slices the small weight instead of the `[B, L, n·C]` activation (on
+//!   flex one product with a fused backward);
 //! * [`layer_norm`] — one `batch_norm_train` node (burn differentiates it as a whole) instead of
 //!   the ~8 recorded operations of the definition;
 //! * [`softmax_last`] — `exp(x − max) · (1 / Σ exp(x − max))`: the backward of a product by a
@@ -31,7 +32,9 @@ use crate::precision;
 
 /// `linear.forward(x).chunk(n, D − 1)`: `n` outputs of `out / n` features each.
 ///
-/// On an autodiff device each chunk is its own product with a column block of the weight (and
+/// On flex autodiff devices (f32 products) one fused product whose chunks' gradients are
+/// assembled for one backward product each ([`crate::flex_kernels::linear_chunks`]); on other
+/// autodiff devices each chunk is its own product with a column block of the weight (and
 /// bias); elsewhere one product is computed and split (chunks are views there).
 pub fn linear_chunks<const D: usize>(
     linear_layer: &Linear,
@@ -43,6 +46,14 @@ pub fn linear_chunks<const D: usize>(
     }
     let weight = linear_layer.weight.val();
     let [c_in, c_out] = weight.dims();
+    #[cfg(feature = "flex")]
+    if n > 0
+        && c_out.is_multiple_of(n)
+        && crate::flex_kernels::fused_products_apply(&x.device(), x.dtype())
+    {
+        let bias = linear_layer.bias.as_ref().map(|b| b.val());
+        return crate::flex_kernels::linear_chunks(x, weight, bias, n);
+    }
     let width = c_out / n;
     let bias = linear_layer.bias.as_ref().map(|b| b.val());
     (0..n)

@@ -6,6 +6,7 @@
 //! strides.
 
 use burn::backend::Flex;
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
@@ -19,12 +20,12 @@ const PARALLEL_MACS: usize = 192 * 192 * 192;
 
 /// A row-major view for `gemm`: element `(i, j)` at `i · row_stride + j · col_stride`.
 #[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
+pub(super) struct View<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
 }
 
 impl View<'_> {
@@ -39,9 +40,22 @@ impl View<'_> {
 
 /// `dst ← (accumulate ? dst : 0) + lhs · rhs` for `dst` `[m, n]` row-major.
 fn product(dst: &mut [std::mem::MaybeUninit<f32>], accumulate: bool, lhs: View, rhs: View) {
+    product_strided(dst, rhs.cols, accumulate, lhs, rhs);
+}
+
+/// [`product`] into `dst` `[m, n]` whose rows lie `dst_stride ≥ n` values apart (a column
+/// block of a wider matrix); values between the rows are not touched.
+pub(super) fn product_strided(
+    dst: &mut [std::mem::MaybeUninit<f32>],
+    dst_stride: usize,
+    accumulate: bool,
+    lhs: View,
+    rhs: View,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    let dst_fits = m == 0 || n == 0 || (dst_stride >= n && dst.len() >= (m - 1) * dst_stride + n);
     assert!(
-        rhs.rows == k && dst.len() == m * n && lhs.in_bounds() && rhs.in_bounds(),
+        rhs.rows == k && dst_fits && lhs.in_bounds() && rhs.in_bounds(),
         "fused linear: product of [{m}, {k}] and [{}, {n}] into {} values",
         rhs.rows,
         dst.len()
@@ -52,7 +66,7 @@ fn product(dst: &mut [std::mem::MaybeUninit<f32>], accumulate: bool, lhs: View, 
         gemm::Parallelism::None
     };
     // SAFETY: the assertion bounds every element gemm reads in `lhs` and `rhs` and writes in
-    // `dst` (`[m, n]`, row stride `n`); without `accumulate` gemm only writes `dst`, so its
+    // `dst` (`[m, n]`, row stride `dst_stride`); without `accumulate` gemm only writes `dst`, so its
     // uninitialised contents are never read.
     unsafe {
         gemm::gemm(
@@ -61,7 +75,7 @@ fn product(dst: &mut [std::mem::MaybeUninit<f32>], accumulate: bool, lhs: View, 
             k,
             dst.as_mut_ptr().cast::<f32>(),
             1,
-            n as isize,
+            dst_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
@@ -80,7 +94,7 @@ fn product(dst: &mut [std::mem::MaybeUninit<f32>], accumulate: bool, lhs: View, 
 }
 
 /// `[rows, cols]` of a row-major buffer.
-fn rows_of(data: &[f32], rows: usize, cols: usize) -> View<'_> {
+pub(super) fn rows_of(data: &[f32], rows: usize, cols: usize) -> View<'_> {
     View {
         data,
         rows,
@@ -91,7 +105,7 @@ fn rows_of(data: &[f32], rows: usize, cols: usize) -> View<'_> {
 }
 
 /// `[rows, cols]` stored transposed (`[cols, rows]` row-major).
-fn transposed(data: &[f32], rows: usize, cols: usize) -> View<'_> {
+pub(super) fn transposed(data: &[f32], rows: usize, cols: usize) -> View<'_> {
     View {
         data,
         rows,
@@ -102,7 +116,7 @@ fn transposed(data: &[f32], rows: usize, cols: usize) -> View<'_> {
 }
 
 /// A fresh `[m, n]` buffer holding `lhs · rhs`, plus `bias` on every row when given.
-fn new_product(lhs: View, rhs: View, bias: Option<&[f32]>) -> Vec<f32> {
+pub(super) fn new_product(lhs: View, rhs: View, bias: Option<&[f32]>) -> Vec<f32> {
     let (m, n) = (lhs.rows, rhs.cols);
     let mut out = Vec::with_capacity(m * n);
     match bias {
@@ -254,25 +268,33 @@ impl Backward<Flex, 3> for LinearBackward {
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let g = contiguous(grads.consume::<Flex>(&ops.node));
-        let s = ops.state;
-        let (rows, k, n) = s.sizes();
-        let [node_x, node_w, node_b] = ops.parents.map(|p| p.map(|n| n.id));
-        let grad = rows_of(values(&g), rows, n);
+        let parents = ops.parents.map(|p| p.map(|n| n.id));
+        ops.state.backward(values(&g), parents, grads);
+    }
+}
+
+impl LinearState {
+    /// Registers the gradients of the tracked parents (`x`, `weight`, `bias`) for the output
+    /// gradient `g` (`[rows, N]`, row-major).
+    pub(super) fn backward(&self, g: &[f32], parents: [Option<NodeId>; 3], grads: &mut Gradients) {
+        let (rows, k, n) = self.sizes();
+        let [node_x, node_w, node_b] = parents;
+        let grad = rows_of(g, rows, n);
         if node_x.is_some() {
             // dx = g · Wᵀ
-            let dx = new_product(grad, s.weight_view(true), None);
-            register(grads, node_x, dx, &s.x);
+            let dx = new_product(grad, self.weight_view(true), None);
+            register(grads, node_x, dx, &self.x);
         }
         if let Some(node) = node_w {
             // dW = xᵀ · g
-            let dw = new_product(transposed(values(&s.x), k, rows), grad, None);
+            let dw = new_product(transposed(values(&self.x), k, rows), grad, None);
             grads.register::<Flex>(node, from_vec(dw, Shape::new([k, n])));
         }
         if node_b.is_some() {
             let mut db = vec![0f32; n];
-            rar_kernels::column_sums(values(&g), n, &mut db)
+            rar_kernels::column_sums(g, n, &mut db)
                 .unwrap_or_else(|e| panic!("fused linear bias gradient: {e}"));
-            register(grads, node_b, db, &s.bias);
+            register(grads, node_b, db, &self.bias);
         }
     }
 }

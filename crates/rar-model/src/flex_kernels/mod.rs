@@ -9,6 +9,8 @@
 //!
 //! * [`linear`] — `x · W + b` straight into its output buffer (no zero fill, no alignment
 //!   copy, transposes as strides in the backward);
+//! * [`linear_chunks`] — `Linear(x).chunk(n)` whose backward registers one gradient per
+//!   parameter instead of one per chunk;
 //! * [`causal_attention`] — flash-style causal attention (nothing `L × L` kept);
 //! * [`layer_norm`] — LayerNorm with affine parameters and, optionally, the adaLN
 //!   modulation `· (1 + scale) + shift`;
@@ -21,7 +23,9 @@
 //! is the same everywhere; [`fused_ops_apply`] and [`fused_products_apply`] say where
 //! these run.
 
+mod api;
 mod attention;
+mod chunks;
 mod cross_entropy;
 mod dropout;
 mod gelu;
@@ -34,11 +38,15 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, OpsKind};
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Autodiff, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, Device, Int, Shape, Tensor, TensorData};
+use burn::backend::{Autodiff, Flex, backend_extension};
+use burn::tensor::{DType, Device, Shape, TensorData};
 use burn_flex::FlexTensor;
 use rar_kernels::AttentionDropout;
 
+pub use api::{
+    causal_attention, cross_entropy, dropout, gated_residual, gelu, layer_norm, linear,
+    linear_chunks,
+};
 use attention::{AttentionState, CausalAttentionBackward};
 use cross_entropy::CrossEntropyBackward;
 use dropout::DropoutBackward;
@@ -68,6 +76,25 @@ pub trait FusedCpuOps: burn::backend::Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// `x` itself, as the input of `count` [`FusedCpuOps::chunk_product`]s of `weight` `[K, N]`
+    /// and `bias` `[N]` (their gradients are gathered here, [`chunks`]).
+    fn chunk_source(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        count: usize,
+    ) -> FloatTensor<Self>;
+
+    /// Block `index` of `count` equal column blocks of `source · weight + bias`, `source` the
+    /// output of a [`FusedCpuOps::chunk_source`] of the same `weight` and `bias`.
+    fn chunk_product(
+        source: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        index: usize,
+        count: usize,
     ) -> FloatTensor<Self>;
 
     /// LayerNorm over the last dimension, `· gamma + beta` (both `[C]`).
@@ -120,106 +147,6 @@ pub fn fused_products_apply(device: &Device, dtype: DType) -> bool {
         && crate::precision::compute_precision() == crate::ComputePrecision::F32
 }
 
-/// Fused causal attention of `q` `[B, H, Lq, d]` over `k`, `v` `[B, H, Lk, d]` (`Lk ≥ Lq`) on
-/// flex, with optional dropout on the probabilities; differentiable when the tensors are on
-/// an autodiff device. Callers check [`fused_products_apply`] first.
-pub fn causal_attention(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    scale: f32,
-    dropout: Option<AttentionDropout>,
-) -> Tensor<4> {
-    let (keep, seed) = dropout.map_or((1.0, 0), |d| (d.keep, d.seed));
-    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::causal_attention(
-        q.into_dispatch(),
-        k.into_dispatch(),
-        v.into_dispatch(),
-        scale,
-        keep,
-        seed,
-    ))
-}
-
-/// Fused `x · weight + bias` (`weight` `[K, N]`; no bias: 0). Callers check
-/// [`fused_products_apply`] first (f32 products).
-pub fn linear<const D: usize>(
-    x: Tensor<D>,
-    weight: Tensor<2>,
-    bias: Option<Tensor<1>>,
-) -> Tensor<D> {
-    let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[1]], &x.device()));
-    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::linear(
-        x.into_dispatch(),
-        weight.into_dispatch(),
-        bias.into_dispatch(),
-    ))
-}
-
-/// Fused LayerNorm over the last dimension of `x` with optional affine parameters (absent:
-/// 1 and 0) and an optional adaLN modulation `(shift, scale)`, each shaped as `x`. Callers
-/// check [`fused_ops_apply`] first.
-pub fn layer_norm<const D: usize>(
-    x: Tensor<D>,
-    gamma: Option<Tensor<1>>,
-    beta: Option<Tensor<1>>,
-    modulation: Option<(Tensor<D>, Tensor<D>)>,
-    eps: f64,
-) -> Tensor<D> {
-    let (c, device) = (x.dims()[D - 1], x.device());
-    let gamma = gamma.unwrap_or_else(|| Tensor::ones([c], &device));
-    let beta = beta.unwrap_or_else(|| Tensor::zeros([c], &device));
-    let (x, gamma, beta) = (
-        x.into_dispatch(),
-        gamma.into_dispatch(),
-        beta.into_dispatch(),
-    );
-    Tensor::from_dispatch(match modulation {
-        Some((shift, scale)) => <Dispatch as FusedCpuOps>::modulated_layer_norm(
-            x,
-            gamma,
-            beta,
-            shift.into_dispatch(),
-            scale.into_dispatch(),
-            eps as f32,
-        ),
-        None => <Dispatch as FusedCpuOps>::layer_norm(x, gamma, beta, eps as f32),
-    })
-}
-
-/// Fused exact GELU. Callers check [`fused_ops_apply`] first.
-pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::gelu(x.into_dispatch()))
-}
-
-/// Fused `x + gate ⊙ y` (all three of one shape). Callers check [`fused_ops_apply`] first.
-pub fn gated_residual<const D: usize>(x: Tensor<D>, gate: Tensor<D>, y: Tensor<D>) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::gated_residual(
-        x.into_dispatch(),
-        gate.into_dispatch(),
-        y.into_dispatch(),
-    ))
-}
-
-/// Fused dropout of `x` with the mask `key` defines (keep probability and seed). Callers
-/// check [`fused_ops_apply`] first.
-pub fn dropout<const D: usize>(x: Tensor<D>, key: AttentionDropout) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::dropout(
-        x.into_dispatch(),
-        key.keep,
-        key.seed,
-    ))
-}
-
-/// Fused per-target cross-entropy `[B, N]` of `logits` `[B, P, V]` against `labels` `[B, N]`.
-/// Callers check [`fused_ops_apply`] first.
-pub fn cross_entropy(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<2> {
-    Tensor::from_dispatch(<Dispatch as FusedCpuOps>::cross_entropy(
-        logits.into_dispatch(),
-        labels.into_dispatch(),
-    ))
-}
-
 /// The tensor in row-major order (a copy only when it is a strided view).
 fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.as_slice::<f32>().is_some() {
@@ -261,6 +188,24 @@ impl FusedCpuOps for Flex {
 
     fn linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         LinearState::new(x, weight, bias).forward()
+    }
+
+    fn chunk_source(x: FlexTensor, _: FlexTensor, _: FlexTensor, _: usize) -> FlexTensor {
+        contiguous(x)
+    }
+
+    fn chunk_product(
+        source: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        index: usize,
+        count: usize,
+    ) -> FlexTensor {
+        chunks::product(
+            &chunks::SourceState::new(source, weight, count),
+            &bias,
+            index,
+        )
     }
 
     fn layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f32) -> FlexTensor {
@@ -359,6 +304,42 @@ impl<C: CheckpointStrategy> FusedCpuOps for Autodiff<Flex, C> {
         );
         let out = state.forward();
         finish(kind, || state, out)
+    }
+
+    fn chunk_source(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        count: usize,
+    ) -> FloatTensor<Self> {
+        let kind = chunks::ChunkSource
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful();
+        // Contiguous once here, so that no chunk product copies it again.
+        let input = contiguous(x.primitive().clone());
+        let state = || chunks::SourceState::new(input.clone(), weight.primitive().clone(), count);
+        finish(kind, state, input.clone())
+    }
+
+    fn chunk_product(
+        source: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        index: usize,
+        count: usize,
+    ) -> FloatTensor<Self> {
+        let kind = chunks::ChunkProduct
+            .prepare::<C>([source.node()])
+            .compute_bound()
+            .stateful();
+        let state = chunks::SourceState::new(
+            source.primitive().clone(),
+            weight.primitive().clone(),
+            count,
+        );
+        let out = chunks::product(&state, bias.primitive(), index);
+        finish(kind, || (index, count), out)
     }
 
     fn layer_norm(

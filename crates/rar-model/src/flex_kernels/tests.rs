@@ -244,3 +244,86 @@ fn fused_gated_residual_matches_the_product_and_sum() {
         .backward();
     assert!(gate.grad(&g).is_some() && x_raw.grad(&g).is_some());
 }
+
+/// `Linear(x).chunk(n)` as one fused product against burn's product and `chunk`: every
+/// chunk's values and the gradients of the input (a strided view), weight and bias, with one
+/// chunk left out of the loss (its block of the assembled gradient must be zero) — twice in
+/// one graph, so two products' gradients are assembled in the same backward pass.
+#[test]
+fn fused_linear_chunks_match_burns_product_and_chunk() {
+    let (b, l, k, parts, width) = (2, 37, 48, 6, 16);
+    let n = parts * width;
+    let x_raw = random([b, k, l], 1.0);
+    let x = || x_raw.clone().swap_dims(1, 2);
+    let (w, bias) = (random([k, n], 0.3), random([n], 0.2));
+    let (w2, bias2) = (random([k, n], 0.3), random([n], 0.2));
+    let plain_chunks = |w: &Tensor<2>, bias: &Tensor<1>| {
+        (x().matmul(w.clone().unsqueeze::<3>()) + bias.clone().unsqueeze::<3>()).chunk(parts, 2)
+    };
+    let weights: Vec<Tensor<3>> = (0..parts)
+        .map(|_| Tensor::random([b, l, width], Distribution::Normal(0.0, 1.0), &device()))
+        .collect();
+    let loss = |chunks: Vec<Tensor<3>>, skip: usize| {
+        chunks
+            .into_iter()
+            .zip(&weights)
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, (c, w))| (c * w.clone()).sum())
+            .reduce(|a, b| a + b)
+            .expect("chunks")
+    };
+    let fused = linear_chunks(x(), w.clone(), Some(bias.clone()), parts);
+    let fused2 = linear_chunks(x(), w2.clone(), Some(bias2.clone()), parts);
+    let plain = plain_chunks(&w, &bias);
+    let plain2 = plain_chunks(&w2, &bias2);
+    for (f, p) in fused.iter().zip(&plain) {
+        let err = rel_err(f.clone(), p.clone());
+        assert!(err < 1e-6, "values {err}");
+    }
+    let gf = (loss(fused, 2) + loss(fused2, 4)).backward();
+    let gp = (loss(plain, 2) + loss(plain2, 4)).backward();
+    let grads: [(&str, Tensor<3>, Tensor<3>); 1] = [(
+        "x",
+        x_raw.grad(&gf).expect("fused"),
+        x_raw.grad(&gp).expect("plain"),
+    )];
+    let weights_grads = [("w", &w), ("w2", &w2)].map(|(name, t)| {
+        (
+            name,
+            t.grad(&gf).expect("fused"),
+            t.grad(&gp).expect("plain"),
+        )
+    });
+    let bias_grads = [("bias", &bias), ("bias2", &bias2)].map(|(name, t)| {
+        (
+            name,
+            t.grad(&gf).expect("fused"),
+            t.grad(&gp).expect("plain"),
+        )
+    });
+    for (name, f, p) in grads {
+        let err = rel_err(f, p);
+        assert!(err < 1e-5, "grad {name}: {err}");
+    }
+    for (name, f, p) in weights_grads {
+        let err = rel_err(f, p);
+        assert!(err < 1e-5, "grad {name}: {err}");
+    }
+    for (name, f, p) in bias_grads {
+        let err = rel_err(f, p);
+        assert!(err < 1e-5, "grad {name}: {err}");
+    }
+    // The skipped chunk's columns of the weight gradient are exactly zero.
+    let dw = w
+        .grad(&gf)
+        .expect("fused")
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .expect("f32");
+    assert!((0..k).all(|r| {
+        dw[r * n + 2 * width..r * n + 3 * width]
+            .iter()
+            .all(|&v| v == 0.0)
+    }));
+}
