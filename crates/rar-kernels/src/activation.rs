@@ -2,6 +2,8 @@
 
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
+
 use crate::error::{KernelError, Result};
 use crate::exp::exp;
 use crate::isa::with_simd;
@@ -80,13 +82,19 @@ fn normal_cdf_with(x: f32, gauss: f32) -> f32 {
 /// [`gelu_backward`]); split over rayon's threads for large tensors, AVX2 + FMA where the
 /// CPU has them.
 pub fn gelu_forward(x: &[f32], out: &mut [f32]) -> Result<()> {
+    gelu_forward_uninit(x, as_uninit(out))
+}
+
+/// [`gelu_forward`] into a buffer not yet initialised: every value of `out` is written (when
+/// the lengths agree), so a caller can allocate it without zeroing.
+pub fn gelu_forward_uninit(x: &[f32], out: &mut [MaybeUninit<f32>]) -> Result<()> {
     check_len("gelu_forward", &[("out", out.len())], x.len())?;
-    let body = |x: &[f32], out: &mut [f32]| {
+    let body = |x: &[f32], out: &mut [MaybeUninit<f32>]| {
         with_simd(
             #[inline(always)]
             || {
                 for (o, &v) in out.iter_mut().zip(x) {
-                    *o = v * normal_cdf(v);
+                    o.write(v * normal_cdf(v));
                 }
             },
         )
@@ -104,6 +112,16 @@ pub fn gelu_forward(x: &[f32], out: &mut [f32]) -> Result<()> {
 /// The gradient of [`gelu_forward`]: `grad_x = grad_out · (Φ(x) + x·φ(x))`, the exact
 /// derivative (burn's default GELU backward is that of the tanh approximation).
 pub fn gelu_backward(x: &[f32], grad_out: &[f32], grad_x: &mut [f32]) -> Result<()> {
+    gelu_backward_uninit(x, grad_out, as_uninit(grad_x))
+}
+
+/// [`gelu_backward`] into a buffer not yet initialised (every value of `grad_x` is written
+/// when the lengths agree).
+pub fn gelu_backward_uninit(
+    x: &[f32],
+    grad_out: &[f32],
+    grad_x: &mut [MaybeUninit<f32>],
+) -> Result<()> {
     check_len(
         "gelu_backward",
         &[("grad_out", grad_out.len()), ("grad_x", grad_x.len())],
@@ -111,13 +129,13 @@ pub fn gelu_backward(x: &[f32], grad_out: &[f32], grad_x: &mut [f32]) -> Result<
     )?;
     /// `1/√(2π)`.
     const INV_SQRT_2PI: f32 = 0.398_942_3;
-    let body = |x: &[f32], g: &[f32], dx: &mut [f32]| {
+    let body = |x: &[f32], g: &[f32], dx: &mut [MaybeUninit<f32>]| {
         with_simd(
             #[inline(always)]
             || {
                 for ((d, &v), &g) in dx.iter_mut().zip(x).zip(g) {
                     let gauss = exp(-0.5 * v * v);
-                    *d = g * (normal_cdf_with(v, gauss) + v * (INV_SQRT_2PI * gauss));
+                    d.write(g * (normal_cdf_with(v, gauss) + v * (INV_SQRT_2PI * gauss)));
                 }
             },
         )
@@ -131,6 +149,14 @@ pub fn gelu_backward(x: &[f32], grad_out: &[f32], grad_x: &mut [f32]) -> Result<
         body(x, grad_out, grad_x);
     }
     Ok(())
+}
+
+/// `out` as values a kernel may overwrite without reading (sound: only initialised values
+/// are ever written through it).
+pub(crate) fn as_uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the kernels only write
+    // initialised values, so `out` stays initialised.
+    unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// Errors unless every named length equals `want`.

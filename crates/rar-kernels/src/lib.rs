@@ -38,7 +38,10 @@ mod reduce;
 mod residual;
 mod tile;
 
-pub use activation::{erf, gelu_backward, gelu_forward, gelu_in_place, silu_in_place};
+pub use activation::{
+    erf, gelu_backward, gelu_backward_uninit, gelu_forward, gelu_forward_uninit, gelu_in_place,
+    silu_in_place,
+};
 pub use adamw::{AdamWStep, adamw_update, sum_of_squares};
 pub use attention::{CachedHead, attend_one};
 pub use attention_views::{
@@ -59,4 +62,7 @@ pub use norm_train::{
 };
 pub use packed::{MAX_TILE_ROWS, PANEL, PackedLinear, PackedPrecision};
 pub use reduce::column_sums;
-pub use residual::{gated_residual_backward, gated_residual_forward};
+pub use residual::{
+    gated_residual_backward, gated_residual_backward_uninit, gated_residual_forward,
+    gated_residual_forward_uninit,
+};

@@ -8,7 +8,9 @@
 
 use rayon::prelude::*;
 
-use crate::activation::check_len;
+use std::mem::MaybeUninit;
+
+use crate::activation::{as_uninit, check_len};
 use crate::error::Result;
 use crate::isa::with_simd;
 
@@ -19,19 +21,30 @@ const TASK_VALUES: usize = 1 << 14;
 
 /// `out = x + gate ⊙ y`, element by element (all four of one length).
 pub fn gated_residual_forward(x: &[f32], gate: &[f32], y: &[f32], out: &mut [f32]) -> Result<()> {
+    gated_residual_forward_uninit(x, gate, y, as_uninit(out))
+}
+
+/// [`gated_residual_forward`] into a buffer not yet initialised (every value of `out` is
+/// written when the lengths agree).
+pub fn gated_residual_forward_uninit(
+    x: &[f32],
+    gate: &[f32],
+    y: &[f32],
+    out: &mut [MaybeUninit<f32>],
+) -> Result<()> {
     check_len(
         "gated_residual_forward",
         &[("gate", gate.len()), ("y", y.len()), ("out", out.len())],
         x.len(),
     )?;
-    let body = |x: &[f32], gate: &[f32], y: &[f32], out: &mut [f32]| {
+    let body = |x: &[f32], gate: &[f32], y: &[f32], out: &mut [MaybeUninit<f32>]| {
         with_simd(
             #[inline(always)]
             || {
                 for (((o, &x), &g), &y) in out.iter_mut().zip(x).zip(gate).zip(y) {
                     // No fused multiply-add (Rust never contracts `x + g·y`): the values of
                     // burn's separate product and sum, bit for bit.
-                    *o = x + g * y;
+                    o.write(x + g * y);
                 }
             },
         )
@@ -57,6 +70,18 @@ pub fn gated_residual_backward(
     grad_gate: &mut [f32],
     grad_y: &mut [f32],
 ) -> Result<()> {
+    gated_residual_backward_uninit(grad, gate, y, as_uninit(grad_gate), as_uninit(grad_y))
+}
+
+/// [`gated_residual_backward`] into buffers not yet initialised (every value of both is
+/// written when the lengths agree).
+pub fn gated_residual_backward_uninit(
+    grad: &[f32],
+    gate: &[f32],
+    y: &[f32],
+    grad_gate: &mut [MaybeUninit<f32>],
+    grad_y: &mut [MaybeUninit<f32>],
+) -> Result<()> {
     check_len(
         "gated_residual_backward",
         &[
@@ -67,15 +92,19 @@ pub fn gated_residual_backward(
         ],
         grad.len(),
     )?;
-    let body = |grad: &[f32], gate: &[f32], y: &[f32], dg: &mut [f32], dy: &mut [f32]| {
+    let body = |grad: &[f32],
+                gate: &[f32],
+                y: &[f32],
+                dg: &mut [MaybeUninit<f32>],
+                dy: &mut [MaybeUninit<f32>]| {
         with_simd(
             #[inline(always)]
             || {
                 for ((((dg, dy), &g), &gate), &y) in
                     dg.iter_mut().zip(dy.iter_mut()).zip(grad).zip(gate).zip(y)
                 {
-                    *dg = g * y;
-                    *dy = g * gate;
+                    dg.write(g * y);
+                    dy.write(g * gate);
                 }
             },
         )

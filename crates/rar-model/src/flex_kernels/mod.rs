@@ -165,6 +165,20 @@ fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
+/// `n` values written by `fill` into a buffer that is not zeroed first (for the kernels'
+/// `_uninit` forms: zeroing a buffer the kernel overwrites anyway was a pass through memory
+/// per output).
+///
+/// # Safety
+/// `fill` must write every one of the `n` values (or panic).
+unsafe fn written(n: usize, fill: impl FnOnce(&mut [std::mem::MaybeUninit<f32>])) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n);
+    fill(&mut out.spare_capacity_mut()[..n]);
+    // SAFETY: `fill` wrote all `n` values (the caller's contract).
+    unsafe { out.set_len(n) };
+    out
+}
+
 /// Adds `grad` (shaped like `like`) to the gradient of `node`, if it is tracked.
 fn register(grads: &mut Gradients, node: Option<NodeId>, grad: Vec<f32>, like: &FlexTensor) {
     if let Some(node) = node {

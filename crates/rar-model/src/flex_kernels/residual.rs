@@ -8,9 +8,9 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
 use burn_flex::FlexTensor;
-use rar_kernels::{gated_residual_backward, gated_residual_forward};
+use rar_kernels::{gated_residual_backward_uninit, gated_residual_forward_uninit};
 
-use super::{contiguous, from_vec, register, values};
+use super::{contiguous, from_vec, register, values, written};
 
 /// The gate and branch output (contiguous), kept for the backward.
 #[derive(Clone, Debug)]
@@ -35,9 +35,14 @@ pub(super) fn forward(
         shapes[1] == shapes[0] && shapes[2] == shapes[0],
         "fused gated residual: shapes {shapes:?} differ"
     );
-    let mut out = vec![0f32; x.layout().num_elements()];
-    gated_residual_forward(values(&x), values(&gate), values(&y), &mut out)
-        .unwrap_or_else(|e| panic!("fused gated residual: {e}"));
+    // SAFETY: the kernel writes every value of an output as long as its inputs (or errs, and
+    // we panic).
+    let out = unsafe {
+        written(x.layout().num_elements(), |out| {
+            gated_residual_forward_uninit(values(&x), values(&gate), values(&y), out)
+                .unwrap_or_else(|e| panic!("fused gated residual: {e}"))
+        })
+    };
     let out = from_vec(out, x.layout().shape().clone());
     (out, ResidualState { gate, y })
 }
@@ -56,9 +61,20 @@ impl Backward<Flex, 3> for GatedResidualBackward {
         let [node_x, node_gate, node_y] = ops.parents.map(|p| p.map(|n| n.id));
         if node_gate.is_some() || node_y.is_some() {
             let n = g.layout().num_elements();
-            let (mut dg, mut dy) = (vec![0f32; n], vec![0f32; n]);
-            gated_residual_backward(values(&g), values(&gate), values(&y), &mut dg, &mut dy)
-                .unwrap_or_else(|e| panic!("fused gated residual backward: {e}"));
+            let (mut dg, mut dy) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            gated_residual_backward_uninit(
+                values(&g),
+                values(&gate),
+                values(&y),
+                &mut dg.spare_capacity_mut()[..n],
+                &mut dy.spare_capacity_mut()[..n],
+            )
+            .unwrap_or_else(|e| panic!("fused gated residual backward: {e}"));
+            // SAFETY: the kernel wrote all `n` values of both (it returned `Ok`).
+            unsafe {
+                dg.set_len(n);
+                dy.set_len(n);
+            }
             register(grads, node_gate, dg, &gate);
             register(grads, node_y, dy, &y);
         }
