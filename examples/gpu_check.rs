@@ -98,7 +98,7 @@ fn main() -> Result<()> {
     let mut optim = RarOptimizer::new(&model, &config.adamw, config.lr_schedule()?, 1.0)?;
     let mut times = Vec::new();
     for t in 0..=args.train_steps as u64 {
-        let done = common::bench::train_step(&model, &mut optim, input(t)?, ComputePrecision::F32)?;
+        let done = common::bench::train_step(model, &mut optim, input(t)?, ComputePrecision::F32)?;
         model = done.model;
         times.extend((t > 0).then_some(done.seconds));
     }

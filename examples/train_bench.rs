@@ -103,7 +103,7 @@ fn main() -> Result<()> {
             &device,
         )?;
         let cpu_start = common::process_cpu_seconds();
-        let done = common::bench::train_step(&model, &mut optim, input, args.precision)
+        let done = common::bench::train_step(model, &mut optim, input, args.precision)
             .with_context(|| format!("training step {t}"))?;
         model = done.model;
         let elapsed = done.seconds;

@@ -35,6 +35,31 @@ def import_official(reference):
     return rar.RAR, schedulers.get_cosine_schedule_with_warmup
 
 
+def import_official_loss(reference):
+    """The official `ARLoss` class from `modeling/modules/losses.py` of the checkout.
+
+    That file's module-level imports (einops, the diffusion code, the perceptual loss and its
+    torchvision/timm weights) serve the tokenizers' losses; `ARLoss` itself uses only torch.
+    So only the class definition is taken from the file, by its syntax tree, and run with the
+    names it needs: the checkout's code, not a copy of it."""
+    import ast
+    from typing import Mapping, Text, Tuple
+
+    import torch
+
+    path = Path(reference) / "modeling" / "modules" / "losses.py"
+    if not path.is_file():
+        sys.exit(f"{path} not found: --reference must be a checkout of bytedance/1d-tokenizer")
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "ARLoss"]
+    if not found:
+        sys.exit(f"{path} defines no ARLoss class")
+    namespace = {"torch": torch, "Mapping": Mapping, "Text": Text, "Tuple": Tuple,
+                 "__name__": "rar_reference_losses"}
+    exec(compile(ast.Module(body=found, type_ignores=[]), str(path), "exec"), namespace)
+    return namespace["ARLoss"]
+
+
 class Config(dict):
     """The attribute access (and `.get`) the official code uses on its OmegaConf config."""
 
@@ -82,7 +107,8 @@ def generator_config(args, dropout=0.0):
 
 def parse_and_import(parser):
     """Adds --threads and --seed, parses, and imports the official code named by --reference;
-    sets torch's thread count and seeds. Returns `(args, RAR, cosine_schedule)`."""
+    sets torch's thread count and seeds. Returns `(args, RAR, cosine_schedule)`; the checkout
+    is `args.reference` (for `import_official_loss`)."""
     import random
 
     import torch

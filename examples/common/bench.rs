@@ -22,18 +22,20 @@ pub struct TimedStep {
 
 /// One full optimizer step (forward, backward, global-norm clip, AdamW) of `model` on `input`
 /// with the products in `precision`. The update reads the gradient norm back, so the clock
-/// stops after the step has finished on the device.
+/// stops after the step has finished on the device. `model` is taken, not borrowed: with
+/// nothing else holding its parameters the update writes them in place (a caller that keeps
+/// a clone makes every parameter a copy, as PyTorch's in-place `optimizer.step()` does not).
 pub fn train_step(
-    model: &Rar,
+    model: Rar,
     optim: &mut RarOptimizer,
     input: RarInput,
     precision: ComputePrecision,
 ) -> Result<TimedStep> {
     let start = Instant::now();
     let (loss, (model, stats)) = with_compute_precision(precision, || -> Result<_> {
-        let pass = forward_backward(model, input, 1.0)?;
+        let pass = forward_backward(&model, input, 1.0)?;
         let loss = pass.loss.clone().into_scalar::<f32>();
-        Ok((loss, optim.update(model.clone(), pass.grads)?))
+        Ok((loss, optim.update(model, pass.grads)?))
     })?;
     Ok(TimedStep {
         model,

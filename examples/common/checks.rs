@@ -29,7 +29,7 @@ pub fn bf16_vs_fp32(model: &Rar, config: &TrainingConfig, input: RarInput) -> Re
     }
     let step = |precision| -> Result<(f64, f64)> {
         let mut optim = RarOptimizer::new(model, &config.adamw, config.lr_schedule()?, 1.0)?;
-        let done = super::bench::train_step(model, &mut optim, input.clone(), precision)?;
+        let done = super::bench::train_step(model.clone(), &mut optim, input.clone(), precision)?;
         Ok((done.loss as f64, done.stats.grad_norm))
     };
     let (loss32, norm32) = step(ComputePrecision::F32)?;

@@ -161,6 +161,30 @@ fn training_elementwise(c: &mut Criterion) {
             layer_norm_backward(&x, width, affine, modulation, &stats, &shift, grads).unwrap()
         })
     });
+    // The attention's query / key norms: one row per (position, head), 32 values, affine.
+    let (heads, head_dim) = (8, width / 8);
+    let (mut qs, mut gq) = (vec![0f32; 2 * rows * heads], vec![0f32; x.len()]);
+    let head_affine = NormAffine {
+        gamma: Some(&gamma[..head_dim]),
+        beta: Some(&gamma[..head_dim]),
+    };
+    group.bench_function("layer_norm_forward heads 16512x32", |b| {
+        b.iter(|| {
+            layer_norm_forward(&x, head_dim, head_affine, None, 1e-6, &mut out, &mut qs).unwrap()
+        })
+    });
+    let (mut hg, mut hb) = (vec![0f32; head_dim], vec![0f32; head_dim]);
+    group.bench_function("layer_norm_backward heads 16512x32", |b| {
+        b.iter(|| {
+            let grads = NormGrads {
+                x: &mut gq,
+                gamma: Some(&mut hg),
+                beta: Some(&mut hb),
+                scale: None,
+            };
+            layer_norm_backward(&x, head_dim, head_affine, None, &qs, &shift, grads).unwrap()
+        })
+    });
     let shape = TokenShape {
         batch: 8,
         positions: 258,

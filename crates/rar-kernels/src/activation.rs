@@ -36,13 +36,21 @@ pub fn erf(x: f32) -> f32 {
 }
 
 /// Exact (erf) GELU in place: `x·(1 + erf(x/√2))/2`, PyTorch's default `nn.GELU()`.
+/// Compiled for the CPU's vector width ([`erf`]'s f64 polynomial runs 8 wide with AVX-512,
+/// 2 wide on the baseline target: half the time of a decode step's GELU), the same
+/// operations either way.
 pub fn gelu_in_place(x: &mut [f32]) {
     let f = |v: &mut f32| *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    let run = |c: &mut [f32]| {
+        with_simd(
+            #[inline(always)]
+            || c.iter_mut().for_each(f),
+        )
+    };
     if x.len() >= PARALLEL_MIN_VALUES {
-        x.par_chunks_mut(4096)
-            .for_each(|c| c.iter_mut().for_each(f));
+        x.par_chunks_mut(4096).for_each(run);
     } else {
-        x.iter_mut().for_each(f);
+        run(x);
     }
 }
 

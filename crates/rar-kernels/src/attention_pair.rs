@@ -8,6 +8,7 @@ use crate::attention_tiles::{
 };
 use crate::causal_attention::{CausalOptions, CausalShape};
 use crate::exp::exp_with;
+use crate::transpose::transpose_padded;
 
 /// Rows of a matrix `stride` values apart from the start of `data` (a pair's rows inside a
 /// `[batch, rows, heads, head_dim]` activation, read where they lie instead of gathered).
@@ -25,7 +26,7 @@ impl<'a> Strided<'a> {
 
     /// Row `i`'s `d` values.
     #[inline]
-    fn row(&self, i: usize, d: usize) -> &'a [f32] {
+    pub(crate) fn row(&self, i: usize, d: usize) -> &'a [f32] {
         &self.data[i * self.stride..i * self.stride + d]
     }
 
@@ -131,7 +132,7 @@ pub(crate) fn forward_pair<const FMA: bool>(
         head_dim: d,
         ..
     } = pair.shape;
-    scratch.load(pair, false);
+    scratch.load::<FMA>(pair, false);
     let stride = scratch.stride;
     for i0 in (0..lq).step_by(ROWS) {
         let rows = ROWS.min(lq - i0);
@@ -205,7 +206,7 @@ pub(crate) fn backward_pair<const FMA: bool>(
         ..
     } = pair.shape;
     let scale = pair.options.scale;
-    scratch.load(pair, true);
+    scratch.load::<FMA>(pair, true);
     let stride = scratch.stride;
     gk.fill(0.0);
     gv.fill(0.0);
@@ -355,12 +356,13 @@ pub(crate) struct Scratch {
 impl Scratch {
     /// Transposes the pair's keys (and values) and sizes the buffers; nothing is zeroed but
     /// the padding columns (every other value is written before it is read).
-    fn load(&mut self, pair: &Pair, with_values: bool) {
+    #[inline(always)]
+    fn load<const FMA: bool>(&mut self, pair: &Pair, with_values: bool) {
         let (lk, d) = (pair.shape.keys, pair.shape.head_dim);
         self.stride = lk.div_ceil(LANES) * LANES;
-        transpose_into(pair.k, lk, d, self.stride, &mut self.kt);
+        transpose_padded::<FMA>(pair.k, lk, d, self.stride, &mut self.kt);
         if with_values {
-            transpose_into(pair.v, lk, d, self.stride, &mut self.vt);
+            transpose_padded::<FMA>(pair.v, lk, d, self.stride, &mut self.vt);
         }
         for buf in [&mut self.probs, &mut self.grads] {
             sized(buf, ROWS * self.stride);
@@ -374,29 +376,5 @@ pub(crate) fn sized(buf: &mut Vec<f32>, len: usize) {
     if buf.len() != len {
         buf.clear();
         buf.resize(len, 0.0);
-    }
-}
-
-/// The `rows` rows of `src` (`d` features) → `dst` `[d, stride]`, columns past `rows` zero.
-/// Eight rows at a time, so each feature's row of `dst` gets eight adjacent values per pass.
-fn transpose_into(src: Strided, rows: usize, d: usize, stride: usize, dst: &mut Vec<f32>) {
-    sized(dst, d * stride);
-    let whole = rows / LANES * LANES;
-    for r0 in (0..whole).step_by(LANES) {
-        let block: [&[f32]; LANES] = std::array::from_fn(|r| src.row(r0 + r, d));
-        for t in 0..d {
-            let out = &mut dst[t * stride + r0..t * stride + r0 + LANES];
-            for (o, row) in out.iter_mut().zip(&block) {
-                *o = row[t];
-            }
-        }
-    }
-    for r in whole..rows {
-        for (t, &x) in src.row(r, d).iter().enumerate() {
-            dst[t * stride + r] = x;
-        }
-    }
-    for t in 0..d {
-        dst[t * stride + rows..(t + 1) * stride].fill(0.0);
     }
 }

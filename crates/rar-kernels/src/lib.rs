@@ -37,6 +37,7 @@ mod packed;
 mod reduce;
 mod residual;
 mod tile;
+mod transpose;
 
 pub use activation::{
     erf, gelu_backward, gelu_backward_uninit, gelu_forward, gelu_forward_uninit, gelu_in_place,

@@ -2,6 +2,9 @@
 
 use rayon::prelude::*;
 
+use crate::isa::with_simd;
+use crate::reduce::mean_and_inverse_deviation;
+
 /// Rows below which the row kernels stay on the calling thread.
 const PARALLEL_MIN_VALUES: usize = 1 << 16;
 
@@ -16,10 +19,9 @@ pub fn layer_norm_rows(
     eps: f32,
 ) {
     let norm = |row: &mut [f32]| {
-        let n = row.len() as f32;
-        let mean = row.iter().sum::<f32>() / n;
-        let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
-        let inv = 1.0 / (var + eps).sqrt();
+        // Eight lanes folded pairwise: a decode step normalises rows of one head (32 values)
+        // for the query/key norms, where one sequential sum per statistic was its latency.
+        let (mean, inv) = mean_and_inverse_deviation(row, eps);
         match (gamma, beta) {
             (Some(g), Some(b)) => row
                 .iter_mut()
@@ -37,27 +39,45 @@ pub fn layer_norm_rows(
             (None, None) => row.iter_mut().for_each(|v| *v = (*v - mean) * inv),
         }
     };
+    // Compiled for the CPU's vector width (see `with_simd`), the rows of each task at a time.
+    let rows = |x: &mut [f32]| {
+        with_simd(
+            #[inline(always)]
+            || x.chunks_mut(dim).for_each(norm),
+        )
+    };
     if x.len() >= PARALLEL_MIN_VALUES {
-        x.par_chunks_mut(dim).for_each(norm);
+        x.par_chunks_mut(dim * (PARALLEL_MIN_VALUES / 4 / dim).max(1))
+            .for_each(rows);
     } else {
-        x.chunks_mut(dim).for_each(norm);
+        rows(x);
     }
 }
 
 /// `x ← x ⊙ (1 + scale) + shift` (adaLN modulation, paper §3.2 / DiT); all three `[rows, dim]`.
 pub fn modulate(x: &mut [f32], shift: &[f32], scale: &[f32]) {
-    x.iter_mut()
-        .zip(shift)
-        .zip(scale)
-        .for_each(|((v, &sh), &sc)| *v = *v * (1.0 + sc) + sh);
+    with_simd(
+        #[inline(always)]
+        || {
+            x.iter_mut()
+                .zip(shift)
+                .zip(scale)
+                .for_each(|((v, &sh), &sc)| *v = *v * (1.0 + sc) + sh)
+        },
+    )
 }
 
 /// `x ← x + gate ⊙ y` (the gated residual of an adaLN block).
 pub fn gated_add(x: &mut [f32], gate: &[f32], y: &[f32]) {
-    x.iter_mut()
-        .zip(gate)
-        .zip(y)
-        .for_each(|((v, &g), &y)| *v += g * y);
+    with_simd(
+        #[inline(always)]
+        || {
+            x.iter_mut()
+                .zip(gate)
+                .zip(y)
+                .for_each(|((v, &g), &y)| *v += g * y)
+        },
+    )
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
 use crate::isa::with_simd;
-use crate::reduce::sum_lanes;
+use crate::reduce::{mean_and_inverse_deviation, sum_pairwise};
 
 /// Values per rayon task (128 KiB of `x`; tiny in tests, so that they cover many blocks).
 const TASK_VALUES: usize = if cfg!(test) { 64 } else { 1 << 15 };
@@ -99,26 +99,37 @@ fn task_rows(width: usize) -> usize {
     (TASK_VALUES / width).max(1)
 }
 
-/// Mean and `1/√(var + eps)` of one row.
+/// `o = (row − mean)·inv`, then `⊙ γ + β` when `AFFINE`, then `⊙ (1 + scale) + shift` when
+/// `MODULATED`, in one pass (one store per value; a loop per step stored each value up to
+/// three times).
 #[inline(always)]
-fn row_stats(row: &[f32], eps: f32) -> (f32, f32) {
-    let n = row.len() as f32;
-    let mean = sum_lanes(row) / n;
-    let mut acc = [0f32; 8];
-    let mut chunks = row.chunks_exact(8);
-    for c in &mut chunks {
-        for i in 0..8 {
-            let d = c[i] - mean;
-            acc[i] += d * d;
+fn normalise_row<const AFFINE: bool, const MODULATED: bool>(
+    row: &[f32],
+    o: &mut [f32],
+    (mean, inv): (f32, f32),
+    (gamma, beta): (&[f32], &[f32]),
+    (shift, scale): (&[f32], &[f32]),
+) {
+    let w = row.len();
+    let (o, gamma, beta) = (
+        &mut o[..w],
+        &gamma[..if AFFINE { w } else { 0 }],
+        &beta[..if AFFINE { w } else { 0 }],
+    );
+    let (shift, scale) = (
+        &shift[..if MODULATED { w } else { 0 }],
+        &scale[..if MODULATED { w } else { 0 }],
+    );
+    for i in 0..w {
+        let mut y = (row[i] - mean) * inv;
+        if AFFINE {
+            y = y * gamma[i] + beta[i];
         }
+        if MODULATED {
+            y = y * (1.0 + scale[i]) + shift[i];
+        }
+        o[i] = y;
     }
-    let tail: f32 = chunks
-        .remainder()
-        .iter()
-        .map(|v| (v - mean) * (v - mean))
-        .sum();
-    let var = (acc.iter().sum::<f32>() + tail) / n;
-    (mean, 1.0 / (var + eps).sqrt())
 }
 
 /// Errors unless `stats` holds the two statistics of each of `rows` rows.
@@ -130,6 +141,56 @@ fn check_stats(len: usize, rows: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A block of rows from `first` on, with the per-row parameters of the norm.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    x: &'a [f32],
+    first: usize,
+    affine: NormAffine<'a>,
+    modulation: Option<NormModulation<'a>>,
+}
+
+/// The forward of one block of rows (`out`, `stats` its rows).
+#[inline(always)]
+fn forward_rows(width: usize, rows: Rows, eps: f32, out: &mut [f32], stats: &mut [f32]) {
+    let Rows {
+        x,
+        first,
+        affine,
+        modulation,
+    } = rows;
+    // A missing γ or β is 1 or 0 (in practice both are given or neither).
+    let affine_given = affine.gamma.is_some() || affine.beta.is_some();
+    let (ones, zeros) = if affine_given {
+        (vec![1f32; width], vec![0f32; width])
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let gamma = affine.gamma.unwrap_or(&ones);
+    let beta = affine.beta.unwrap_or(&zeros);
+    let none: &[f32] = &[];
+    let shift = |at: usize| modulation.map_or(none, |m| &m.shift[at..at + width]);
+    let scale = |at: usize| modulation.map_or(none, |m| &m.scale[at..at + width]);
+    for (r, (o, st)) in out
+        .chunks_exact_mut(width)
+        .zip(stats.chunks_mut(2))
+        .enumerate()
+    {
+        let at = (first + r) * width;
+        let row = &x[at..at + width];
+        let (mean, inv) = mean_and_inverse_deviation(row, eps);
+        st[0] = mean;
+        st[1] = inv;
+        let (params, modulated) = ((gamma, beta), (shift(at), scale(at)));
+        match (affine_given, modulation.is_some()) {
+            (false, false) => normalise_row::<false, false>(row, o, (mean, inv), params, modulated),
+            (true, false) => normalise_row::<true, false>(row, o, (mean, inv), params, modulated),
+            (false, true) => normalise_row::<false, true>(row, o, (mean, inv), params, modulated),
+            (true, true) => normalise_row::<true, true>(row, o, (mean, inv), params, modulated),
+        }
+    }
 }
 
 /// Forward: `out` as in the module docs, and `stats[2r] = mean`, `stats[2r + 1] = 1/σ` of
@@ -153,34 +214,15 @@ pub fn layer_norm_forward(
     check_stats(stats.len(), rows)?;
     let block = task_rows(width);
     let run = |(b, (out, stats)): (usize, (&mut [f32], &mut [f32]))| {
-        let first = b * block;
+        let rows = Rows {
+            x,
+            first: b * block,
+            affine,
+            modulation,
+        };
         with_simd(
             #[inline(always)]
-            || {
-                for (r, (o, st)) in out.chunks_mut(width).zip(stats.chunks_mut(2)).enumerate() {
-                    let at = (first + r) * width;
-                    let row = &x[at..at + width];
-                    let (mean, inv) = row_stats(row, eps);
-                    st[0] = mean;
-                    st[1] = inv;
-                    // One simple loop per step, so that each vectorises.
-                    for (o, &v) in o.iter_mut().zip(row) {
-                        *o = (v - mean) * inv;
-                    }
-                    if let Some(g) = affine.gamma {
-                        o.iter_mut().zip(g).for_each(|(o, &g)| *o *= g);
-                    }
-                    if let Some(b) = affine.beta {
-                        o.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
-                    }
-                    if let Some(m) = modulation {
-                        let (shift, scale) = (&m.shift[at..at + width], &m.scale[at..at + width]);
-                        for ((o, &sh), &sc) in o.iter_mut().zip(shift).zip(scale) {
-                            *o = *o * (1.0 + sc) + sh;
-                        }
-                    }
-                }
-            },
+            || forward_rows(width, rows, eps, out, stats),
         )
     };
     out.par_chunks_mut(block * width)
@@ -188,6 +230,106 @@ pub fn layer_norm_forward(
         .enumerate()
         .for_each(run);
     Ok(())
+}
+
+/// What a backward row block reads besides its rows: the output gradient, the forward's
+/// statistics, and whether the `γ`, `β` sums are wanted.
+#[derive(Clone, Copy)]
+struct RowGrads<'a> {
+    grad_out: &'a [f32],
+    stats: &'a [f32],
+    want_params: bool,
+}
+
+/// The backward of one block of rows: `gx` (and `gs`, the scale
+/// gradient) are its rows; `params` accumulates the block's `(Σ dy ⊙ n, Σ dy)`; `dy`, `n` are
+/// one row of scratch each.
+#[inline(always)]
+#[allow(clippy::type_complexity)]
+fn backward_rows(
+    width: usize,
+    rows: Rows,
+    bufs: RowGrads,
+    (gx, mut gs): (&mut [f32], Option<&mut [f32]>),
+    (partial, dy, n): (&mut [f32], &mut [f32], &mut [f32]),
+) {
+    let Rows {
+        x,
+        first,
+        affine,
+        modulation,
+    } = rows;
+    let RowGrads {
+        grad_out,
+        stats,
+        want_params,
+    } = bufs;
+    let (dy, n) = (&mut dy[..width], &mut n[..width]);
+    for (r, gx) in gx.chunks_exact_mut(width).enumerate() {
+        let row_index = first + r;
+        let at = row_index * width;
+        let row = &x[at..at + width];
+        let g = &grad_out[at..at + width];
+        let (mean, inv) = (stats[2 * row_index], stats[2 * row_index + 1]);
+        // One simple loop per step, so that each vectorises.
+        for (n, &v) in n.iter_mut().zip(row) {
+            *n = (v - mean) * inv;
+        }
+        match modulation {
+            Some(m) => {
+                let scale = &m.scale[at..at + width];
+                for ((d, &g), &s) in dy.iter_mut().zip(g).zip(scale) {
+                    *d = g * (1.0 + s);
+                }
+                if let Some(gs) = gs.as_deref_mut() {
+                    let gs = &mut gs[r * width..(r + 1) * width];
+                    for ((o, &g), &n) in gs.iter_mut().zip(g).zip(&*n) {
+                        *o = g * n;
+                    }
+                    if let Some(gm) = affine.gamma {
+                        gs.iter_mut().zip(gm).for_each(|(o, &gm)| *o *= gm);
+                    }
+                    if let Some(bt) = affine.beta {
+                        for ((o, &g), &bt) in gs.iter_mut().zip(g).zip(bt) {
+                            *o += g * bt;
+                        }
+                    }
+                }
+            }
+            None => dy.copy_from_slice(g),
+        }
+        if want_params {
+            let (pg, pb) = partial.split_at_mut(width);
+            for (((pg, pb), &d), &n) in pg.iter_mut().zip(pb).zip(&*dy).zip(&*n) {
+                *pg += d * n;
+                *pb += d;
+            }
+        }
+        // dn = dy ⊙ γ, kept in `dy`.
+        if let Some(gm) = affine.gamma {
+            dy.iter_mut().zip(gm).for_each(|(d, &gm)| *d *= gm);
+        }
+        let (mut s_dn, mut s_dnn) = ([0f32; 8], [0f32; 8]);
+        let (mut dc, mut nc) = (dy.chunks_exact(8), n.chunks_exact(8));
+        for (d, n) in (&mut dc).zip(&mut nc) {
+            let (d, n): (&[f32; 8], &[f32; 8]) =
+                (d.try_into().expect("8"), n.try_into().expect("8"));
+            for i in 0..8 {
+                s_dn[i] += d[i];
+                s_dnn[i] += d[i] * n[i];
+            }
+        }
+        for (&d, &n) in dc.remainder().iter().zip(nc.remainder()) {
+            s_dn[0] += d;
+            s_dnn[0] += d * n;
+        }
+        let w = width as f32;
+        let mean_dn = sum_pairwise(s_dn) / w;
+        let mean_dnn = sum_pairwise(s_dnn) / w;
+        for ((o, &d), &n) in gx.iter_mut().zip(&*dy).zip(&*n) {
+            *o = (d - mean_dn - n * mean_dnn) * inv;
+        }
+    }
 }
 
 /// Backward of [`layer_norm_forward`] from `grad_out` `[rows, width]` and the `stats` the
@@ -258,73 +400,27 @@ pub fn layer_norm_backward(
         .map(|(b, (gx, mut gs))| {
             let mut params = vec![0f32; if want_params { 2 * width } else { 0 }];
             let (mut dy, mut n) = (vec![0f32; width], vec![0f32; width]);
-            let first = b * block;
+            let rows = Rows {
+                x,
+                first: b * block,
+                affine,
+                modulation,
+            };
+            let bufs = RowGrads {
+                grad_out,
+                stats,
+                want_params,
+            };
             with_simd(
                 #[inline(always)]
                 || {
-                    for (r, gx) in gx.chunks_mut(width).enumerate() {
-                        let row_index = first + r;
-                        let at = row_index * width;
-                        let row = &x[at..at + width];
-                        let g = &grad_out[at..at + width];
-                        let (mean, inv) = (stats[2 * row_index], stats[2 * row_index + 1]);
-                        // One simple loop per step, so that each vectorises.
-                        for (n, &v) in n.iter_mut().zip(row) {
-                            *n = (v - mean) * inv;
-                        }
-                        match modulation {
-                            Some(m) => {
-                                let scale = &m.scale[at..at + width];
-                                for ((d, &g), &s) in dy.iter_mut().zip(g).zip(scale) {
-                                    *d = g * (1.0 + s);
-                                }
-                                if let Some(gs) = gs.as_deref_mut() {
-                                    let gs = &mut gs[r * width..(r + 1) * width];
-                                    for ((o, &g), &n) in gs.iter_mut().zip(g).zip(&n) {
-                                        *o = g * n;
-                                    }
-                                    if let Some(gm) = affine.gamma {
-                                        gs.iter_mut().zip(gm).for_each(|(o, &gm)| *o *= gm);
-                                    }
-                                    if let Some(bt) = affine.beta {
-                                        for ((o, &g), &bt) in gs.iter_mut().zip(g).zip(bt) {
-                                            *o += g * bt;
-                                        }
-                                    }
-                                }
-                            }
-                            None => dy.copy_from_slice(g),
-                        }
-                        if want_params {
-                            let (pg, pb) = params.split_at_mut(width);
-                            for (((pg, pb), &d), &n) in pg.iter_mut().zip(pb).zip(&dy).zip(&n) {
-                                *pg += d * n;
-                                *pb += d;
-                            }
-                        }
-                        // dn = dy ⊙ γ, kept in `dy`.
-                        if let Some(gm) = affine.gamma {
-                            dy.iter_mut().zip(gm).for_each(|(d, &gm)| *d *= gm);
-                        }
-                        let (mut s_dn, mut s_dnn) = ([0f32; 8], [0f32; 8]);
-                        let (mut dc, mut nc) = (dy.chunks_exact(8), n.chunks_exact(8));
-                        for (d, n) in (&mut dc).zip(&mut nc) {
-                            for i in 0..8 {
-                                s_dn[i] += d[i];
-                                s_dnn[i] += d[i] * n[i];
-                            }
-                        }
-                        for (&d, &n) in dc.remainder().iter().zip(nc.remainder()) {
-                            s_dn[0] += d;
-                            s_dnn[0] += d * n;
-                        }
-                        let w = width as f32;
-                        let mean_dn = s_dn.iter().sum::<f32>() / w;
-                        let mean_dnn = s_dnn.iter().sum::<f32>() / w;
-                        for ((o, &d), &n) in gx.iter_mut().zip(&dy).zip(&n) {
-                            *o = (d - mean_dn - n * mean_dnn) * inv;
-                        }
-                    }
+                    backward_rows(
+                        width,
+                        rows,
+                        bufs,
+                        (gx, gs.as_deref_mut()),
+                        (&mut params, &mut dy, &mut n),
+                    )
                 },
             );
             params

@@ -145,7 +145,7 @@ fn case(rows: usize, width: usize, affine: bool, modulated: bool) {
 #[test]
 fn forward_and_backward_match_the_f64_definition_and_central_differences() {
     // Widths below, at and above the eight lanes, rows over several rayon blocks.
-    for (rows, width) in [(5, 3), (9, 8), (7, 37), (3, 64)] {
+    for (rows, width) in [(5, 3), (9, 8), (7, 37), (13, 32), (3, 64)] {
         for affine in [false, true] {
             for modulated in [false, true] {
                 case(rows, width, affine, modulated);

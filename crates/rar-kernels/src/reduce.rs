@@ -9,9 +9,10 @@ use crate::isa::with_simd;
 /// Values per rayon task (tiny in tests, so that they cover many blocks).
 const TASK_VALUES: usize = if cfg!(test) { 64 } else { 1 << 15 };
 
-/// `Σ v` with eight partial sums, so that the loop vectorises.
+/// The eight lane sums of `v`'s whole chunks of eight (so that the loop vectorises) and the
+/// sum of the rest.
 #[inline(always)]
-pub(crate) fn sum_lanes(v: &[f32]) -> f32 {
+fn lanes_and_tail(v: &[f32]) -> ([f32; 8], f32) {
     let mut acc = [0f32; 8];
     let mut chunks = v.chunks_exact(8);
     for c in &mut chunks {
@@ -19,7 +20,54 @@ pub(crate) fn sum_lanes(v: &[f32]) -> f32 {
             acc[i] += c[i];
         }
     }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+    (acc, chunks.remainder().iter().sum::<f32>())
+}
+
+/// `Σ v` with eight partial sums, so that the loop vectorises.
+#[inline(always)]
+pub(crate) fn sum_lanes(v: &[f32]) -> f32 {
+    let (acc, tail) = lanes_and_tail(v);
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ acc` as a pairwise tree (three dependent additions instead of seven): the rows of the
+/// attention's query/key norms are 32 values, so two such folds per row were most of its
+/// latency when summed one after another.
+#[inline(always)]
+pub(crate) fn sum_pairwise(acc: [f32; 8]) -> f32 {
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
+/// `Σ v` with eight partial sums folded pairwise ([`sum_pairwise`]).
+#[inline(always)]
+pub(crate) fn sum_lanes_pairwise(v: &[f32]) -> f32 {
+    let (acc, tail) = lanes_and_tail(v);
+    sum_pairwise(acc) + tail
+}
+
+/// Mean and `1/√(var + eps)` (biased variance) of one row: two passes over it (the row is in
+/// L1 by the second), each in eight lanes folded pairwise.
+#[inline(always)]
+pub(crate) fn mean_and_inverse_deviation(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = sum_lanes_pairwise(row) / n;
+    let mut acc = [0f32; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        // A fixed-size chunk: the compiler keeps the eight lanes in one vector.
+        let c: &[f32; 8] = c.try_into().expect("chunks of 8");
+        for i in 0..8 {
+            let d = c[i] - mean;
+            acc[i] += d * d;
+        }
+    }
+    let tail: f32 = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum();
+    let var = (sum_pairwise(acc) + tail) / n;
+    (mean, 1.0 / (var + eps).sqrt())
 }
 
 /// `out[c] = Σ_r values[r · width + c]`. Row blocks are summed on rayon's threads and then in

@@ -74,7 +74,7 @@ pub use error::{Result, TrainError};
 pub use evaluate::{sample_grids, sample_validity, validation_loss};
 pub use inputs::TrainingInputs;
 pub use optim::{OptimizerConfig, WeightDecayGroups, weight_decay_groups};
-pub use optimizer::{RarOptimizer, UpdateStats};
+pub use optimizer::{CheckedGradients, RarOptimizer, UpdateStats};
 pub use preview::{PREVIEW_CLASSES, PreviewRenderer, TokenizerPreview, ToyPreview};
 pub use progress::{ConsoleProgress, RunObserver, StepMetrics};
 pub use step::{BackwardPass, forward_backward};

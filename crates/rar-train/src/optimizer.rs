@@ -123,38 +123,58 @@ impl RarOptimizer {
     }
 
     /// Clips `grads` globally and applies one AdamW update to `model`. A non-finite
-    /// gradient norm, or no gradient at all, is an error and `model` is handed back
-    /// unchanged in the error's place (nothing is applied).
+    /// gradient norm, or no gradient at all, is an error and nothing is applied (the moved
+    /// `model` is dropped: [`Self::check_gradients`] first keeps it).
     pub fn update(&mut self, model: Rar, grads: GradientsParams) -> Result<(Rar, UpdateStats)> {
-        on_compute_threads(&model.device(), || self.update_here(model, grads))
+        let checked = self.check_gradients(&model, grads)?;
+        Ok(self.apply(model, checked))
     }
 
-    /// [`Self::update`] on the calling thread.
-    fn update_here(
-        &mut self,
-        model: Rar,
+    /// The fallible half of [`Self::update`]: the global gradient norm, an error when it is
+    /// not finite or there is no gradient. A caller that must keep its model on an error
+    /// checks first and hands the model over to [`Self::apply`] only then — without keeping
+    /// a clone, whose shared buffers would make the update copy every parameter.
+    pub fn check_gradients(
+        &self,
+        model: &Rar,
         mut grads: GradientsParams,
-    ) -> Result<(Rar, UpdateStats)> {
-        let step = self.step;
-        let grad_norm =
-            global_grad_norm(&model, &mut grads, &model.device()).ok_or(TrainError::NoGradients)?;
+    ) -> Result<CheckedGradients> {
+        let device = model.device();
+        let grad_norm = on_compute_threads(&device, || {
+            global_grad_norm(model, &mut grads, &device).ok_or(TrainError::NoGradients)
+        })?;
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFiniteGradient {
-                step,
+                step: self.step,
                 norm: grad_norm,
             });
         }
+        Ok(CheckedGradients { grads, grad_norm })
+    }
+
+    /// The infallible half of [`Self::update`]: clips by the checked norm and applies AdamW.
+    pub fn apply(&mut self, model: Rar, checked: CheckedGradients) -> (Rar, UpdateStats) {
+        let CheckedGradients { grads, grad_norm } = checked;
+        let step = self.step;
         let lr = self.lr();
         let coefficient = clip_coefficient(grad_norm, self.max_grad_norm);
-        let model = with_grad_scale(coefficient, || self.optim.step(lr, model, grads));
+        let model = on_compute_threads(&model.device(), || {
+            with_grad_scale(coefficient, || self.optim.step(lr, model, grads))
+        });
         self.step += 1;
-        Ok((
+        (
             model,
             UpdateStats {
                 step,
                 grad_norm,
                 lr,
             },
-        ))
+        )
     }
+}
+
+/// Gradients whose global norm [`RarOptimizer::check_gradients`] found finite.
+pub struct CheckedGradients {
+    grads: GradientsParams,
+    grad_norm: f64,
 }

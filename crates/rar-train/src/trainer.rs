@@ -53,7 +53,10 @@ impl ModuleVisitor for Materialise {
 pub struct Trainer {
     config: TrainingConfig,
     data: Arc<dyn SampleSource>,
-    model: Rar,
+    /// Always filled, except inside a step's update: the model is moved into the optimizer
+    /// (so that nothing else holds its parameters and AdamW writes them in place) after the
+    /// fallible gradient check, and the updated one put back.
+    model: Option<Rar>,
     optimizer: RarOptimizer,
     devices: Devices,
     preview: Option<Box<dyn PreviewRenderer>>,
@@ -90,7 +93,7 @@ impl Trainer {
         Ok(Self {
             config,
             data,
-            model,
+            model: Some(model),
             optimizer,
             devices,
             preview: None,
@@ -137,7 +140,7 @@ impl Trainer {
         Ok(Self {
             config: restored.config,
             data,
-            model: restored.model,
+            model: Some(restored.model),
             optimizer: restored.optimizer,
             devices,
             preview: None,
@@ -216,7 +219,9 @@ impl Trainer {
 
     /// The model being trained (on the first device, autodiff).
     pub fn model(&self) -> &Rar {
-        &self.model
+        self.model
+            .as_ref()
+            .expect("the trainer's model is only out during an optimizer update")
     }
 
     /// The run's settings.
@@ -243,7 +248,7 @@ impl Trainer {
     /// run's precision) on `data` (see [`validation_loss`]).
     pub fn validate(&self, data: &dyn rar_data::TokenData) -> Result<(f64, f64)> {
         rar_model::with_compute_precision(self.config.precision, || {
-            validation_loss(&self.model.valid(), data, self.config.batch_size)
+            validation_loss(&self.model().valid(), data, self.config.batch_size)
         })
     }
 
@@ -288,7 +293,7 @@ impl Trainer {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let outputs = self.devices.run(
-                    &self.model,
+                    self.model(),
                     &micros,
                     t,
                     &inputs,
@@ -299,13 +304,18 @@ impl Trainer {
                     loss += out.loss;
                     accuracy += out.accuracy;
                     tokens += out.tokens;
-                    accumulator.accumulate(&self.model, out.grads);
+                    accumulator.accumulate(self.model(), out.grads);
                 }
             }
-            let (model, update) = self
+            let checked = self
                 .optimizer
-                .update(self.model.clone(), accumulator.grads())?;
-            self.model = model;
+                .check_gradients(self.model(), accumulator.grads())?;
+            let current = self
+                .model
+                .take()
+                .expect("the model is in place between updates");
+            let (model, update) = self.optimizer.apply(current, checked);
+            self.model = Some(model);
             let done = t + 1;
             let parts = per_step as f64;
             window.add(loss / parts, accuracy / parts, update.grad_norm, tokens);
@@ -333,7 +343,7 @@ impl Trainer {
         if let (Some(dir), Some(renderer)) = (&self.config.preview_dir, &self.preview)
             && due(self.config.preview_every)
         {
-            let model = self.model.valid();
+            let model = self.model().valid();
             let path = rar_model::with_compute_precision(self.config.precision, || {
                 write_preview(
                     Path::new(dir),
@@ -359,6 +369,12 @@ impl Trainer {
     /// written into a hidden temporary folder that is then renamed, so a folder under its final
     /// name is complete.
     pub fn save_checkpoint(&self, dir: &Path) -> Result<PathBuf> {
-        write_checkpoint(dir, self.step(), &self.model, &self.optimizer, &self.config)
+        write_checkpoint(
+            dir,
+            self.step(),
+            self.model(),
+            &self.optimizer,
+            &self.config,
+        )
     }
 }
