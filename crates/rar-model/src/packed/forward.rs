@@ -12,6 +12,12 @@ use crate::error::{RarModelError, Result};
 /// Attention work (query rows · heads · keys · d) below which it stays on one thread.
 const PARALLEL_ATTENTION_MIN: usize = 1 << 17;
 
+/// A decode step's (row, head) task scratch: attention scores, the normalised query and key.
+type HeadScratch = (Vec<f32>, Vec<f32>, Vec<f32>);
+/// A decode step's (row, head) task: its index, its output, its cached keys (transposed) and
+/// values.
+type HeadSlots<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]));
+
 impl PackedDecoder {
     /// First decode call (see [`crate::Rar::prefill`]): `condition` holds one id per cache
     /// row, already in the id space. Returns the logits `[B, V]` (row-major) predicting the
@@ -183,51 +189,100 @@ impl PackedDecoder {
             }
             let qkv = sized(&mut s.qkv, rows * 3 * c);
             block.qkv.forward(h, rows, qkv).map_err(kernel)?;
-            for t in 0..rows {
-                let (r, position) = (t / len, start + t % len);
-                let row = &mut qkv[t * 3 * c..(t + 1) * 3 * c];
-                block.q_norm.apply(&mut row[..c]);
-                block.k_norm.apply(&mut row[c..2 * c]);
-                for hh in 0..heads {
-                    let at = r * per_row + (hh * capacity + position) * d;
-                    kv.v[at..at + d].copy_from_slice(&row[2 * c + hh * d..2 * c + (hh + 1) * d]);
-                    // Keys transposed ([d, capacity] per head, see `rar_kernels::CachedHead`).
-                    let keys_t = r * per_row + hh * d * capacity + position;
-                    for (i, &k) in row[c + hh * d..c + (hh + 1) * d].iter().enumerate() {
-                        kv.k[keys_t + i * capacity] = k;
+            let parallel = rows * heads * (start + len) * d >= PARALLEL_ATTENTION_MIN;
+            if len == 1 {
+                // A decode step: each (row, head) task normalises its query and key, writes
+                // its key column and value row into its own part of the cache and attends.
+                // On the calling thread the key writes (d values a cache row apart per head)
+                // were the step's largest serial cost between the parallel products.
+                let qkv = &s.qkv[..rows * 3 * c];
+                let o = sized(&mut s.attn, rows * c);
+                let span = capacity * d;
+                let task = |(scores, q, k): &mut HeadScratch,
+                            (i, ((out, keys_t), values)): HeadSlots| {
+                    let (t, hh) = (i / heads, i % heads);
+                    let row = &qkv[t * 3 * c..(t + 1) * 3 * c];
+                    q.copy_from_slice(&row[hh * d..(hh + 1) * d]);
+                    block.q_norm.apply(q);
+                    k.copy_from_slice(&row[c + hh * d..c + (hh + 1) * d]);
+                    block.k_norm.apply(k);
+                    values[start * d..(start + 1) * d]
+                        .copy_from_slice(&row[2 * c + hh * d..2 * c + (hh + 1) * d]);
+                    // Keys transposed ([d, capacity], see `rar_kernels::CachedHead`).
+                    for (i, &k) in k.iter().enumerate() {
+                        keys_t[i * capacity + start] = k;
+                    }
+                    let head = rar_kernels::CachedHead {
+                        keys_t,
+                        stride: capacity,
+                        values: &values[..(start + 1) * d],
+                        visible: start + 1,
+                    };
+                    rar_kernels::attend_one(q, head, scale, out, scores);
+                };
+                let scratch = || (Vec::new(), vec![0f32; d], vec![0f32; d]);
+                if parallel {
+                    o.par_chunks_mut(d)
+                        .zip(kv.k.par_chunks_mut(span))
+                        .zip(kv.v.par_chunks_mut(span))
+                        .enumerate()
+                        .for_each_init(scratch, task);
+                } else {
+                    let mut buffers = scratch();
+                    o.chunks_mut(d)
+                        .zip(kv.k.chunks_mut(span))
+                        .zip(kv.v.chunks_mut(span))
+                        .enumerate()
+                        .for_each(|e| task(&mut buffers, e));
+                }
+            } else {
+                for t in 0..rows {
+                    let (r, position) = (t / len, start + t % len);
+                    let row = &mut qkv[t * 3 * c..(t + 1) * 3 * c];
+                    block.q_norm.apply(&mut row[..c]);
+                    block.k_norm.apply(&mut row[c..2 * c]);
+                    for hh in 0..heads {
+                        let at = r * per_row + (hh * capacity + position) * d;
+                        kv.v[at..at + d]
+                            .copy_from_slice(&row[2 * c + hh * d..2 * c + (hh + 1) * d]);
+                        // Keys transposed ([d, capacity] per head, see `rar_kernels::CachedHead`).
+                        let keys_t = r * per_row + hh * d * capacity + position;
+                        for (i, &k) in row[c + hh * d..c + (hh + 1) * d].iter().enumerate() {
+                            kv.k[keys_t + i * capacity] = k;
+                        }
                     }
                 }
-            }
-            let qkv = &s.qkv[..rows * 3 * c];
-            let o = sized(&mut s.attn, rows * c);
-            let (keys, values) = (&kv.k, &kv.v);
-            let attend = |scores: &mut Vec<f32>, (i, out): (usize, &mut [f32])| {
-                let (t, hh) = (i / heads, i % heads);
-                let (r, visible) = (t / len, start + t % len + 1);
-                let base = r * per_row + hh * capacity * d;
-                let head = rar_kernels::CachedHead {
-                    keys_t: &keys[base..base + capacity * d],
-                    stride: capacity,
-                    values: &values[base..base + visible * d],
-                    visible,
+                let qkv = &s.qkv[..rows * 3 * c];
+                let o = sized(&mut s.attn, rows * c);
+                let (keys, values) = (&kv.k, &kv.v);
+                let attend = |scores: &mut Vec<f32>, (i, out): (usize, &mut [f32])| {
+                    let (t, hh) = (i / heads, i % heads);
+                    let (r, visible) = (t / len, start + t % len + 1);
+                    let base = r * per_row + hh * capacity * d;
+                    let head = rar_kernels::CachedHead {
+                        keys_t: &keys[base..base + capacity * d],
+                        stride: capacity,
+                        values: &values[base..base + visible * d],
+                        visible,
+                    };
+                    rar_kernels::attend_one(
+                        &qkv[t * 3 * c + hh * d..t * 3 * c + (hh + 1) * d],
+                        head,
+                        scale,
+                        out,
+                        scores,
+                    );
                 };
-                rar_kernels::attend_one(
-                    &qkv[t * 3 * c + hh * d..t * 3 * c + (hh + 1) * d],
-                    head,
-                    scale,
-                    out,
-                    scores,
-                );
-            };
-            if rows * heads * (start + len) * d >= PARALLEL_ATTENTION_MIN {
-                o.par_chunks_mut(d)
-                    .enumerate()
-                    .for_each_init(Vec::new, attend);
-            } else {
-                let mut scores = Vec::new();
-                o.chunks_mut(d)
-                    .enumerate()
-                    .for_each(|e| attend(&mut scores, e));
+                if parallel {
+                    o.par_chunks_mut(d)
+                        .enumerate()
+                        .for_each_init(Vec::new, attend);
+                } else {
+                    let mut scores = Vec::new();
+                    o.chunks_mut(d)
+                        .enumerate()
+                        .for_each(|e| attend(&mut scores, e));
+                }
             }
             let a = sized(&mut s.out, rows * c);
             block
