@@ -161,13 +161,14 @@ fn forward_rows(width: usize, rows: Rows, eps: f32, out: &mut [f32], stats: &mut
         affine,
         modulation,
     } = rows;
-    // A missing γ or β is 1 or 0 (in practice both are given or neither).
+    // A missing γ or β is 1 or 0 (in practice both are given or neither; only a missing one
+    // is filled in).
     let affine_given = affine.gamma.is_some() || affine.beta.is_some();
-    let (ones, zeros) = if affine_given {
-        (vec![1f32; width], vec![0f32; width])
-    } else {
-        (Vec::new(), Vec::new())
+    let filled = |given: Option<&[f32]>, value: f32| match given {
+        None if affine_given => vec![value; width],
+        _ => Vec::new(),
     };
+    let (ones, zeros) = (filled(affine.gamma, 1.0), filled(affine.beta, 0.0));
     let gamma = affine.gamma.unwrap_or(&ones);
     let beta = affine.beta.unwrap_or(&zeros);
     let none: &[f32] = &[];

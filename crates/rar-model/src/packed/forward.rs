@@ -18,6 +18,24 @@ type HeadScratch = (Vec<f32>, Vec<f32>, Vec<f32>);
 /// values.
 type HeadSlots<'a> = (usize, ((&'a mut [f32], &'a mut [f32]), &'a mut [f32]));
 
+/// Writes one position's key `k` and value `v` into one (row, head) part of a layer's cache:
+/// the keys transposed (`[d, capacity]`, see `rar_kernels::CachedHead`), the values
+/// `[capacity, d]`.
+fn write_position(
+    keys_t: &mut [f32],
+    values: &mut [f32],
+    capacity: usize,
+    position: usize,
+    k: &[f32],
+    v: &[f32],
+) {
+    let d = v.len();
+    values[position * d..(position + 1) * d].copy_from_slice(v);
+    for (i, &k) in k.iter().enumerate() {
+        keys_t[i * capacity + position] = k;
+    }
+}
+
 impl PackedDecoder {
     /// First decode call (see [`crate::Rar::prefill`]): `condition` holds one id per cache
     /// row, already in the id space. Returns the logits `[B, V]` (row-major) predicting the
@@ -206,12 +224,8 @@ impl PackedDecoder {
                     block.q_norm.apply(q);
                     k.copy_from_slice(&row[c + hh * d..c + (hh + 1) * d]);
                     block.k_norm.apply(k);
-                    values[start * d..(start + 1) * d]
-                        .copy_from_slice(&row[2 * c + hh * d..2 * c + (hh + 1) * d]);
-                    // Keys transposed ([d, capacity], see `rar_kernels::CachedHead`).
-                    for (i, &k) in k.iter().enumerate() {
-                        keys_t[i * capacity + start] = k;
-                    }
+                    let v = &row[2 * c + hh * d..2 * c + (hh + 1) * d];
+                    write_position(keys_t, values, capacity, start, k, v);
                     let head = rar_kernels::CachedHead {
                         keys_t,
                         stride: capacity,
@@ -242,14 +256,16 @@ impl PackedDecoder {
                     block.q_norm.apply(&mut row[..c]);
                     block.k_norm.apply(&mut row[c..2 * c]);
                     for hh in 0..heads {
-                        let at = r * per_row + (hh * capacity + position) * d;
-                        kv.v[at..at + d]
-                            .copy_from_slice(&row[2 * c + hh * d..2 * c + (hh + 1) * d]);
-                        // Keys transposed ([d, capacity] per head, see `rar_kernels::CachedHead`).
-                        let keys_t = r * per_row + hh * d * capacity + position;
-                        for (i, &k) in row[c + hh * d..c + (hh + 1) * d].iter().enumerate() {
-                            kv.k[keys_t + i * capacity] = k;
-                        }
+                        let part =
+                            r * per_row + hh * capacity * d..r * per_row + (hh + 1) * capacity * d;
+                        write_position(
+                            &mut kv.k[part.clone()],
+                            &mut kv.v[part],
+                            capacity,
+                            position,
+                            &row[c + hh * d..c + (hh + 1) * d],
+                            &row[2 * c + hh * d..2 * c + (hh + 1) * d],
+                        );
                     }
                 }
                 let qkv = &s.qkv[..rows * 3 * c];
