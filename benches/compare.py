@@ -8,6 +8,17 @@ width with --rar-b), printed as a table of times and ratios (issue #12).
     python benches/compare.py --reference DIR --rar-b --rounds 1             # + RAR-B rows
     python benches/compare.py --reference DIR --rar-b --only RAR-B           # RAR-B rows only
 
+    # Both sides held to AVX2 + FMA on an AVX-512 CPU (how an AVX2-only machine runs them):
+    export CARGO_TARGET_DIR=target/avx2   # keeps the default build's binaries
+    cargo build --release --examples --no-default-features --features flex
+    python benches/compare.py --reference DIR --isa avx2
+
+--isa avx2 caps our fused kernels (RAR_KERNELS_ISA=avx2) and needs a build without gemm's
+AVX-512 kernels (checked in every run's "cpu kernels:" line); it caps PyTorch through
+ATEN_CPU_CAPABILITY=avx2, MKL_ENABLE_INSTRUCTIONS=AVX2 and ONEDNN_MAX_CPU_ISA=AVX2 (checked
+through torch.backends.cpu.get_cpu_capability()). It is an emulation: the caches, clocks and
+cores stay this CPU's, and glibc's and burn-flex's few element-wise AVX-512 paths are not capped.
+
 Each measurement runs ours, then the official code, in separate processes one after the
 other; with --rounds 2 the whole sequence is repeated and the best time per row is kept.
 Ratios are PyTorch time / our time (> 1: ours is faster). The CPU model and SIMD flags are
@@ -40,12 +51,26 @@ def cpu_description():
            f"{os.cpu_count()} logical CPUs"
 
 
-def run(cmd, env, pattern):
-    """Runs `cmd` and returns the float captured by `pattern` in its output."""
+# Environment that holds each side to AVX2 + FMA (`--isa avx2`).
+AVX2_ENV = {"RAR_KERNELS_ISA": "avx2", "ATEN_CPU_CAPABILITY": "avx2",
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def run(cmd, env, pattern, forbid=()):
+    """Runs `cmd` and returns the float captured by `pattern` in its output; exits when the
+    output contains one of `forbid` (kernel levels the run must not use)."""
     print("  $", " ".join(str(c) for c in cmd), flush=True)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    kernels = re.search(r"cpu kernels: .*", done.stdout)
+    if kernels:
+        print("   ", kernels.group(0), flush=True)
+    for level in forbid:
+        if level in done.stdout:
+            sys.exit(f"{cmd[0]} used '{level}' under --isa avx2: build it without AVX-512 "
+                     "(`cargo build --release --examples --no-default-features --features "
+                     "flex`)")
     match = re.search(pattern, done.stdout)
     if not match:
         sys.exit(f"no '{pattern}' in the output of {cmd[0]}:\n{done.stdout}")
@@ -61,12 +86,14 @@ def main():
     p.add_argument("--rar-b", action="store_true", help="also sample at RAR-B width (slow)")
     p.add_argument("--decoder", default="auto", help="our sample_bench --decoder")
     p.add_argument("--python", default=sys.executable)
+    p.add_argument("--isa", choices=["native", "avx2"], default="native",
+                   help="avx2: hold both sides to AVX2 + FMA (see the module text)")
     p.add_argument("--only", default="",
                    help="run only the rows whose name contains this text (e.g. 'RAR-B')")
     args = p.parse_args()
     if not args.reference:
         p.error("name the official checkout with --reference DIR or RAR_REFERENCE")
-    examples = ROOT / "target" / "release" / "examples"
+    examples = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release" / "examples"
     for name in ("train_bench", "sample_bench"):
         if not (examples / name).is_file():
             sys.exit(f"{examples / name} missing: run `cargo build --release --examples` first")
@@ -100,22 +127,31 @@ def main():
     rows = [row for row in rows if args.only in row[0]]
     if not rows:
         p.error(f"no row's name contains {args.only!r}")
-    print(f"machine: {cpu_description()}", flush=True)
+    base_env = dict(os.environ, **(AVX2_ENV if args.isa == "avx2" else {}))
+    forbid = ("products gemm AVX-512", "fused kernels avx512f") if args.isa == "avx2" else ()
+    torch_isa = subprocess.run(
+        py + ["-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+        env=base_env, capture_output=True, text=True).stdout.strip()
+    if args.isa == "avx2" and torch_isa != "AVX2":
+        sys.exit(f"PyTorch reports CPU capability {torch_isa!r} under --isa avx2, not AVX2")
+    print(f"machine: {cpu_description()}; --isa {args.isa}; PyTorch CPU capability {torch_isa}",
+          flush=True)
     best = {}
     threads = args.threads.split(",")
     for r in range(args.rounds):
         for name, ours, theirs, pattern in rows:
             for t in threads:
-                env = dict(os.environ, RAYON_NUM_THREADS=t, OMP_NUM_THREADS=t)
+                env = dict(base_env, RAYON_NUM_THREADS=t, OMP_NUM_THREADS=t)
                 print(f"round {r + 1}: {name}, {t} thread(s)", flush=True)
-                a = run(ours(t), env, pattern)
+                a = run(ours(t), env, pattern, forbid)
                 b = run(theirs(t), env, pattern)
                 print(f"  ours {a:.3f} s, official {b:.3f} s, ratio {b / a:.2f}x", flush=True)
                 key = (name, t)
                 prev = best.get(key, (float("inf"), float("inf")))
                 best[key] = (min(prev[0], a), min(prev[1], b))
 
-    print(f"\nmachine: {cpu_description()}; best of {args.rounds} round(s)\n")
+    print(f"\nmachine: {cpu_description()}; --isa {args.isa} (PyTorch {torch_isa}); "
+          f"best of {args.rounds} round(s)\n")
     print("| what | threads | ours | official PyTorch | ratio (PyTorch / ours) |")
     print("|---|---|---|---|---|")
     for name, *_ in rows:

@@ -70,6 +70,7 @@ fn main() -> Result<()> {
         rar::kernels::Isa::active().name(),
         rayon::current_num_threads()
     );
+    println!("{}", common::bench::cpu_kernels());
     if let Some(p) = &packed {
         println!(
             "packed weights: {:.1} MB streamed per step",

@@ -95,6 +95,7 @@ fn main() -> Result<()> {
         args.device,
         args.precision
     );
+    println!("{}", common::bench::cpu_kernels());
     let (mut times, mut cpu_times) = (Vec::new(), Vec::new());
     for t in 0..(args.warmup + args.steps) as u64 {
         let input = inputs.training(

@@ -58,3 +58,14 @@ pub fn time_sampling(
     let _ = tokens.into_data();
     Ok(start.elapsed().as_secs_f64())
 }
+
+/// The CPU kernel levels in use, for a benchmark's header: `gemm`'s for flex's matrix products
+/// and rar-kernels' for the fused kernels (capped by `RAR_KERNELS_ISA`). Figures from
+/// different levels are not comparable; `benches/compare.py --isa avx2` reads this line.
+pub fn cpu_kernels() -> String {
+    format!(
+        "cpu kernels: products {}; fused kernels {}",
+        rar::model::CpuProducts::detect(),
+        rar::kernels::Isa::active().name()
+    )
+}

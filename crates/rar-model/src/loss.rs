@@ -41,7 +41,8 @@ pub fn ar_loss(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
 /// Fraction of the `B·N` targets whose arg-max logit equals the label (1-element tensor).
 pub fn token_accuracy(logits: Tensor<3>, labels: Tensor<2, Int>) -> Tensor<1> {
     let [b, n] = labels.dims();
-    let v = logits.dims()[2];
-    let predicted = logits.slice([0..b, 0..n, 0..v]).argmax(2).reshape([b, n]);
+    // Arg-max over the whole (contiguous) logits, then drop the unused last position: slicing
+    // the logits first makes a strided view that the arg-max copies (`B·N·V` values) first.
+    let predicted = logits.argmax(2).slice([0..b, 0..n]).reshape([b, n]);
     predicted.equal(labels).float().mean()
 }
