@@ -24,9 +24,7 @@ impl CpuProducts {
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            if cfg!(all(feature = "flex", feature = "avx512"))
-                && std::arch::is_x86_feature_detected!("avx512f")
-            {
+            if Self::avx512_built_in() && std::arch::is_x86_feature_detected!("avx512f") {
                 return Self::Avx512;
             }
             if std::arch::is_x86_feature_detected!("fma") {
